@@ -1,0 +1,242 @@
+"""Calibration snapshots: one device's noise on one day, with units and provenance.
+
+A snapshot lives at ``calibration/<device>/<YYYY-MM-DD>.json``. It holds what the noise model and
+the noise-aware transpiler need: per-qubit T1/T2 and asymmetric readout errors, per-gate errors
+and durations on the coupling map, and the native gate set (qiskit instruction names). Files are
+validated on load (a bad one names the file and the field) and never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from qflhw.errors import CalibrationError, ConfigError
+from qflhw.paths import data_dir
+
+SCHEMA = "qflhw.calibration/1"
+UNITS = {
+    "t1": "s",
+    "t2": "s",
+    "frequency": "Hz",
+    "duration": "s",
+    "readout_length": "s",
+    "error": "probability",
+    "prob_meas1_prep0": "probability",
+    "prob_meas0_prep1": "probability",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Provenance(_Strict):
+    """Where the numbers came from, so a study can cite them."""
+
+    kind: Literal["exported", "live", "published", "scaled"]
+    source: str = Field(description="SDK and object, URL or document the numbers were read from")
+    retrieved: str = Field(description="ISO date the numbers were read")
+    notes: str = ""
+
+
+class QubitCalibration(_Strict):
+    """One physical qubit. Probabilities: prob_meas1_prep0 = P(read 1 | prepared 0)."""
+
+    t1: float | None = Field(default=None, gt=0)
+    t2: float | None = Field(default=None, gt=0)
+    frequency: float | None = Field(default=None, gt=0)
+    prob_meas1_prep0: float = Field(ge=0, le=0.5)
+    prob_meas0_prep1: float = Field(ge=0, le=0.5)
+    readout_length: float | None = Field(default=None, ge=0)
+
+    @property
+    def readout_error(self) -> float:
+        return 0.5 * (self.prob_meas1_prep0 + self.prob_meas0_prep1)
+
+
+class GateCalibration(_Strict):
+    """One native gate on one tuple of physical qubits."""
+
+    gate: str
+    qubits: tuple[int, ...] = Field(min_length=1, max_length=2)
+    error: float = Field(ge=0, le=1)
+    duration: float = Field(ge=0)
+
+
+class Calibration(_Strict):
+    """A validated calibration snapshot of one device."""
+
+    schema_: Literal["qflhw.calibration/1"] = Field(alias="schema", default=SCHEMA)
+    device: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    date: _dt.date
+    provenance: Provenance
+    units: dict[str, str] = Field(default_factory=lambda: dict(UNITS))
+    num_qubits: int = Field(gt=0)
+    native_gates: tuple[str, ...] = Field(min_length=2)
+    dt: float | None = Field(default=None, gt=0, description="sample time, s (IBM devices)")
+    qubits: tuple[QubitCalibration, ...]
+    gates: tuple[GateCalibration, ...]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("units")
+    @classmethod
+    def _units_are_ours(cls, units: dict[str, str]) -> dict[str, str]:
+        wrong = {k: v for k, v in units.items() if UNITS.get(k) != v}
+        if wrong:
+            raise ValueError(f"unsupported units {wrong}; this schema uses {UNITS}")
+        return units
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Calibration:
+        if len(self.qubits) != self.num_qubits:
+            raise ValueError(f"qubits has {len(self.qubits)} entries but num_qubits is {self.num_qubits}")
+        if "measure" not in self.native_gates:
+            raise ValueError("native_gates must include 'measure'")
+        for i, g in enumerate(self.gates):
+            if g.gate not in self.native_gates:
+                raise ValueError(f"gates[{i}].gate {g.gate!r} is not in native_gates")
+            if any(q < 0 or q >= self.num_qubits for q in g.qubits):
+                raise ValueError(f"gates[{i}].qubits {list(g.qubits)} outside 0..{self.num_qubits - 1}")
+        return self
+
+    # ------------------------------------------------------------------ identity and derived data
+    @property
+    def id(self) -> str:
+        """``<device>/<date>`` plus a content hash, so edited or scaled snapshots never collide."""
+        digest = hashlib.sha256(self.to_json().encode()).hexdigest()[:10]
+        return f"{self.device}/{self.date.isoformat()}#{digest}"
+
+    @property
+    def coupling_map(self) -> list[tuple[int, int]]:
+        return sorted({g.qubits for g in self.gates if len(g.qubits) == 2})
+
+    def readout_matrix(self, qubit: int) -> np.ndarray:
+        """Assignment matrix A[measured, prepared] of one qubit (columns sum to one)."""
+        q = self.qubits[qubit]
+        return np.array(
+            [[1 - q.prob_meas1_prep0, q.prob_meas0_prep1], [q.prob_meas1_prep0, 1 - q.prob_meas0_prep1]]
+        )
+
+    def median_errors(self) -> dict[str, float]:
+        """Median one-qubit, two-qubit and readout errors: a one-line summary of device quality."""
+        one = [g.error for g in self.gates if len(g.qubits) == 1 and g.error > 0]
+        two = [g.error for g in self.gates if len(g.qubits) == 2]
+        ro = [q.readout_error for q in self.qubits]
+        med = lambda xs: float(np.median(xs)) if xs else 0.0  # noqa: E731
+        return {"1q": med(one), "2q": med(two), "readout": med(ro)}
+
+    def scaled(self, factor: float) -> Calibration:
+        """A what-if copy with every error multiplied and T1/T2 divided by ``factor``."""
+        if not (math.isfinite(factor) and factor > 0):
+            raise ConfigError(f"noise scale must be a positive number, got {factor}")
+        cap = lambda p, hi: min(p * factor, hi)  # noqa: E731
+        qubits = tuple(
+            q.model_copy(
+                update={
+                    "t1": q.t1 / factor if q.t1 else None,
+                    "t2": q.t2 / factor if q.t2 else None,
+                    "prob_meas1_prep0": cap(q.prob_meas1_prep0, 0.5),
+                    "prob_meas0_prep1": cap(q.prob_meas0_prep1, 0.5),
+                }
+            )
+            for q in self.qubits
+        )
+        gates = tuple(g.model_copy(update={"error": cap(g.error, 0.75)}) for g in self.gates)
+        prov = Provenance(
+            kind="scaled",
+            source=f"{self.device}/{self.date.isoformat()} ({self.provenance.kind}: {self.provenance.source})",
+            retrieved=self.provenance.retrieved,
+            notes=f"errors x{factor:g}, T1/T2 /{factor:g}",
+        )
+        return self.model_copy(update={"qubits": qubits, "gates": gates, "provenance": prov})
+
+    # ------------------------------------------------------------------ files
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=1, sort_keys=True)
+
+    def save(self, root: Path | None = None) -> Path:
+        """Write ``<root>/<device>/<date>.json``; an existing snapshot is never overwritten."""
+        path = Path(root or calibration_root()) / self.device / f"{self.date.isoformat()}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(path, "x", encoding="utf-8") as fh:
+                fh.write(self.to_json() + "\n")
+        except FileExistsError:
+            raise CalibrationError(
+                f"{path}: a snapshot for {self.device} on {self.date} exists already; snapshots are "
+                "never overwritten (delete it by hand if it is wrong)"
+            ) from None
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Calibration:
+        """Read and validate one snapshot file; errors name the file and the field."""
+        path = Path(path)
+        try:
+            raw: Any = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CalibrationError(f"{path}: no such calibration file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CalibrationError(f"{path}: not valid JSON ({err}); restore it from git or re-export it") from err
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            raise CalibrationError(
+                f"{path}: field {where}: {first['msg']} ({err.error_count()} problem(s)); "
+                "re-export the snapshot or fix the field"
+            ) from err
+
+
+def calibration_root() -> Path:
+    return data_dir("calibration")
+
+
+def snapshots(device: str, root: Path | None = None) -> list[Path]:
+    """All snapshot files of one device, oldest first."""
+    return sorted((Path(root or calibration_root()) / device).glob("*.json"))
+
+
+def devices(root: Path | None = None) -> list[str]:
+    """Names of all devices with at least one snapshot."""
+    base = Path(root or calibration_root())
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and any(p.glob("*.json"))) if base.is_dir() else []
+
+
+def resolve(ref: str, root: Path | None = None) -> Path:
+    """Path of ``<device>``, ``<device>/latest`` or ``<device>/<YYYY-MM-DD>`` (or a file path)."""
+    as_path = Path(ref)
+    if as_path.suffix == ".json":
+        return as_path
+    device, _, date = ref.partition("/")
+    found = snapshots(device, root)
+    if not found:
+        known = ", ".join(devices(root)) or "none"
+        raise ConfigError(
+            f"no calibration snapshots for device {device!r} under {root or calibration_root()}; "
+            f"known devices: {known}"
+        )
+    if date in ("", "latest"):
+        return found[-1]
+    for p in found:
+        if p.stem == date:
+            return p
+    raise ConfigError(
+        f"no snapshot {ref!r}; dates for {device}: {', '.join(p.stem for p in found)}"
+    )
+
+
+def load(ref: str, root: Path | None = None) -> Calibration:
+    """Load a snapshot by reference (see :func:`resolve`)."""
+    return Calibration.load(resolve(ref, root))

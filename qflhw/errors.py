@@ -1,0 +1,44 @@
+"""The one exception tree of qflhw.
+
+Every error a user can cause or meet derives from :class:`QflhwError`, and also from the
+built-in it resembles, so ``except ValueError`` keeps working for callers who do not know us.
+Messages are one line: what was wrong, where (file, field, client, device) and what to do.
+"""
+
+from __future__ import annotations
+
+
+class QflhwError(Exception):
+    """Root of every error raised by qflhw."""
+
+
+class ConfigError(QflhwError, ValueError):
+    """A spec, profile or calibration file is malformed or names something that does not exist."""
+
+
+class CalibrationError(ConfigError):
+    """A calibration snapshot is corrupt, incomplete or inconsistent."""
+
+
+class CircuitTooWide(ConfigError):
+    """A circuit needs more qubits than the device has."""
+
+
+class BudgetExceeded(QflhwError, RuntimeError):
+    """Running the next job would cross a shot budget or the USD cap."""
+
+
+class BackendError(QflhwError, RuntimeError):
+    """A provider job or task did not give a result."""
+
+
+class TransientBackendError(BackendError):
+    """A failure worth retrying: throttling, 5xx/429, device offline, a wait that timed out."""
+
+
+class JobFailed(BackendError):
+    """A permanent failure: invalid input, not authorized, cancelled or failed on the device."""
+
+
+class InvalidUpdate(QflhwError, ValueError):
+    """A client update has NaN or infinite values or the wrong shape."""
