@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from qflhw.errors import CalibrationError, ConfigError
+from qflhw.errors import CalibrationError, ConfigError, field_error
 from qflhw.paths import data_dir
 
 SCHEMA = "qflhw.calibration/1"
@@ -191,12 +191,7 @@ class Calibration(_Strict):
         try:
             return cls.model_validate(raw)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-            raise CalibrationError(
-                f"{path}: field {where}: {first['msg']} ({err.error_count()} problem(s)); "
-                "re-export the snapshot or fix the field"
-            ) from err
+            raise CalibrationError(field_error(path, err, "re-export the snapshot or fix the field")) from err
 
 
 def calibration_root() -> Path:

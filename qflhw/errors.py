@@ -42,3 +42,14 @@ class JobFailed(BackendError):
 
 class InvalidUpdate(QflhwError, ValueError):
     """A client update has NaN or infinite values or the wrong shape."""
+
+
+def field_error(path: object, err: Exception, fix: str = "fix the field") -> str:
+    """One line from a pydantic ValidationError: the file, the first bad field and the fix."""
+    problems = err.errors() if hasattr(err, "errors") else []  # type: ignore[attr-defined]
+    if not problems:
+        return f"{path}: {err}"
+    first = problems[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{path}: field {where}: {first['msg']}{more}; {fix}"

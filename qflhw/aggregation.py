@@ -1,0 +1,248 @@
+"""Server-side aggregation of client updates, and FedProx's client-side proximal term.
+
+An update is a client's flat parameter vector plus what the server knows about it: sample count,
+device quality (ESP, estimated success probability), an optional variance and noise estimate.
+Weighted aggregators move the global model by the weighted mean of the deltas ``params - current``;
+robust ones take coordinate-wise statistics. Every aggregator ignores clients that trained on zero
+samples, and leaves ``current`` unchanged when no client carries weight.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from qflhw.errors import ConfigError, InvalidUpdate
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True, eq=False)
+class ClientUpdate:
+    """One client's trained parameters and the metadata aggregators weigh them by.
+
+    ``esp`` is the device's estimated success probability in [0, 1]; ``variance`` an estimate of
+    the update's variance (> 0, e.g. from shot noise); ``noise`` a noise level in [0, 1] that
+    :class:`Sporadic` compares to its threshold (``1 - esp`` when not given).
+    """
+
+    client: str
+    params: np.ndarray
+    num_samples: int
+    esp: float = 1.0
+    variance: float | None = None
+    noise: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 0:
+            raise InvalidUpdate(f"client {self.client!r}: num_samples={self.num_samples} must be >= 0")
+        if not 0 <= self.esp <= 1:
+            raise InvalidUpdate(f"client {self.client!r}: esp={self.esp} must be a probability in [0, 1]")
+        if self.variance is not None and not (self.variance > 0 and math.isfinite(self.variance)):
+            raise InvalidUpdate(f"client {self.client!r}: variance={self.variance} must be finite and > 0, or None")
+        if self.noise is not None and not 0 <= self.noise <= 1:
+            raise InvalidUpdate(f"client {self.client!r}: noise={self.noise} must be in [0, 1], or None")
+
+    @property
+    def noise_level(self) -> float:
+        """``noise`` if the client reported it, else ``1 - esp``."""
+        return 1.0 - self.esp if self.noise is None else self.noise
+
+
+def validate_update(update: ClientUpdate, expected_len: int) -> None:
+    """Reject an update whose params are not a finite vector of ``expected_len`` floats."""
+    params = np.asarray(update.params)
+    if params.shape != (expected_len,):
+        raise InvalidUpdate(
+            f"client {update.client!r}: params has shape {params.shape}, expected ({expected_len},); "
+            "send the flat parameter vector of the global model"
+        )
+    if params.dtype.kind not in "fiu" or not np.isfinite(params).all():
+        raise InvalidUpdate(f"client {update.client!r}: params has NaN, infinite or non-real values; drop this update")
+
+
+def _stack(updates: Sequence[ClientUpdate], current: np.ndarray) -> np.ndarray:
+    """Validated params as rows of a (clients, params) float array."""
+    for u in updates:
+        validate_update(u, current.shape[0])
+    return np.array([u.params for u in updates], dtype=np.float64).reshape(len(updates), current.shape[0])
+
+
+def _normalized(raw: np.ndarray) -> np.ndarray:
+    total = raw.sum()
+    return raw / total if total > 0 else np.zeros_like(raw)
+
+
+class Aggregator(ABC):
+    """Combines client updates into the next global parameter vector."""
+
+    @abstractmethod
+    def aggregate(self, updates: Sequence[ClientUpdate], current: np.ndarray) -> np.ndarray:
+        """The next global parameters; ``current`` is returned unchanged if no client carries weight."""
+
+
+class WeightedAggregator(Aggregator):
+    """Moves ``current`` by the weighted mean of the client deltas ``params - current``."""
+
+    @abstractmethod
+    def weights(self, updates: Sequence[ClientUpdate]) -> np.ndarray:
+        """Non-negative weights in client order, summing to one (all zero if no client counts)."""
+
+    def aggregate(self, updates: Sequence[ClientUpdate], current: np.ndarray) -> np.ndarray:
+        current = np.asarray(current, dtype=np.float64)
+        params = _stack(updates, current)
+        return current + self.weights(updates) @ (params - current)
+
+
+@dataclass(frozen=True)
+class FedAvg(WeightedAggregator):
+    """Weights proportional to each client's number of training samples."""
+
+    def weights(self, updates: Sequence[ClientUpdate]) -> np.ndarray:
+        return _normalized(np.array([u.num_samples for u in updates], dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class NoiseAwareESP(WeightedAggregator):
+    """Weights proportional to num_samples * esp, so clients on noisier devices count less."""
+
+    def weights(self, updates: Sequence[ClientUpdate]) -> np.ndarray:
+        return _normalized(np.array([u.num_samples * u.esp for u in updates], dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class InverseVariance(WeightedAggregator):
+    """Weights proportional to 1/variance; a client without one gets the mean of the others' weights.
+
+    If no client reports a variance this is :class:`FedAvg`. Clients with zero samples get zero.
+    """
+
+    def weights(self, updates: Sequence[ClientUpdate]) -> np.ndarray:
+        active = [u for u in updates if u.num_samples > 0]
+        known = [1.0 / u.variance for u in active if u.variance is not None]
+        if not known:
+            return FedAvg().weights(updates)
+        fallback = float(np.mean(known))
+        raw = [
+            0.0 if u.num_samples == 0 else fallback if u.variance is None else 1.0 / u.variance for u in updates
+        ]
+        return _normalized(np.array(raw, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class Median(Aggregator):
+    """Coordinate-wise median of the params of clients with samples (every such client counts once)."""
+
+    def aggregate(self, updates: Sequence[ClientUpdate], current: np.ndarray) -> np.ndarray:
+        current = np.asarray(current, dtype=np.float64)
+        params = _stack(updates, current)[[u.num_samples > 0 for u in updates]]
+        return np.median(params, axis=0) if len(params) else current
+
+
+@dataclass(frozen=True)
+class TrimmedMean(Aggregator):
+    """Coordinate-wise mean after dropping the floor(trim_fraction * n) lowest and highest values.
+
+    Every client with samples counts once; ``trim_fraction`` is in [0, 0.5).
+    """
+
+    trim_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.trim_fraction < 0.5:
+            raise ConfigError(f"trim_fraction={self.trim_fraction}: must be in [0, 0.5), e.g. 0.1")
+
+    def aggregate(self, updates: Sequence[ClientUpdate], current: np.ndarray) -> np.ndarray:
+        current = np.asarray(current, dtype=np.float64)
+        params = np.sort(_stack(updates, current)[[u.num_samples > 0 for u in updates]], axis=0)
+        if not len(params):
+            return current
+        cut = int(self.trim_fraction * len(params))
+        return params[cut : len(params) - cut].mean(axis=0)
+
+
+@dataclass(frozen=True)
+class Sporadic(WeightedAggregator):
+    """Weights proportional to num_samples over clients kept; noisy clients are skipped or damped.
+
+    In the spirit of SpoQFL: a client whose noise level (``noise``, else ``1 - esp``) exceeds
+    ``threshold`` is dropped (``mode="skip"``), or its delta is scaled by
+    (1 - noise) / (1 - threshold) clipped to [0, 1] (``mode="scale"``; quiet clients keep scale 1).
+    """
+
+    threshold: float
+    mode: Literal["skip", "scale"] = "skip"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.threshold < 1:
+            raise ConfigError(f"threshold={self.threshold}: must be in [0, 1), e.g. 0.3")
+        if self.mode not in ("skip", "scale"):
+            raise ConfigError(f"mode={self.mode!r}: choose 'skip' or 'scale'")
+
+    def weights(self, updates: Sequence[ClientUpdate]) -> np.ndarray:
+        keep = [self.mode == "scale" or u.noise_level <= self.threshold for u in updates]
+        return _normalized(np.array([u.num_samples * k for u, k in zip(updates, keep)], dtype=np.float64))
+
+    def scales(self, updates: Sequence[ClientUpdate]) -> np.ndarray:
+        """Factor on each client's delta: 1 in skip mode, (1 - noise)/(1 - threshold) in [0, 1] in scale mode."""
+        if self.mode == "skip":
+            return np.ones(len(updates))
+        raw = np.array([(1.0 - u.noise_level) / (1.0 - self.threshold) for u in updates], dtype=np.float64)
+        return np.clip(raw, 0.0, 1.0)
+
+    def aggregate(self, updates: Sequence[ClientUpdate], current: np.ndarray) -> np.ndarray:
+        current = np.asarray(current, dtype=np.float64)
+        params = _stack(updates, current)
+        return current + (self.weights(updates) * self.scales(updates)) @ (params - current)
+
+
+AGGREGATORS: dict[str, type[Aggregator]] = {
+    "fedavg": FedAvg,
+    "noise-aware": NoiseAwareESP,
+    "inverse-variance": InverseVariance,
+    "median": Median,
+    "trimmed-mean": TrimmedMean,
+    "sporadic": Sporadic,
+}
+
+
+def make_aggregator(name: str, **options: object) -> Aggregator:
+    """Build an aggregator by its config name, e.g. ``make_aggregator("sporadic", threshold=0.3)``."""
+    if name not in AGGREGATORS:
+        raise ConfigError(f"unknown aggregator {name!r}; choose one of {', '.join(AGGREGATORS)}")
+    cls = AGGREGATORS[name]
+    allowed = [f.name for f in fields(cls)]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"aggregator {name!r} has no option {', '.join(unknown)}; its options are: {', '.join(allowed) or 'none'}"
+        )
+    try:
+        return cls(**options)
+    except TypeError as err:  # a required option left out
+        raise ConfigError(f"aggregator {name!r}: {err}; its options are: {', '.join(allowed)}") from err
+
+
+def proximal_term(params: torch.Tensor, global_params: torch.Tensor | np.ndarray, mu: float) -> torch.Tensor:
+    """FedProx's mu/2 * ||params - global_params||^2, for the client loop to add to its loss.
+
+    It pulls local training towards the global model on heterogeneous clients; the server side of
+    FedProx is plain :class:`FedAvg`. ``global_params`` is a constant: no gradient flows into it.
+    """
+    import torch
+
+    if not (mu >= 0 and math.isfinite(mu)):
+        raise ConfigError(f"mu={mu}: the proximal coefficient must be finite and >= 0 (0 turns FedProx off)")
+    anchor = torch.as_tensor(global_params, dtype=params.dtype, device=params.device).detach()
+    if anchor.shape != params.shape:
+        raise InvalidUpdate(
+            f"proximal_term: params has shape {tuple(params.shape)} but global_params {tuple(anchor.shape)}; "
+            "pass the flat parameter vector the server sent"
+        )
+    return 0.5 * mu * torch.sum((params - anchor) ** 2)

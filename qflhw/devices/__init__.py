@@ -1,0 +1,44 @@
+"""Devices: the ``Device`` interface and its providers (fake twins, IBM Runtime, Amazon Braket).
+
+Providers are imported only when a profile asks for them, so ``import qflhw`` needs no cloud SDK
+credentials and opens no connection.
+"""
+
+from __future__ import annotations
+
+from qflhw import calibration as _calibration
+from qflhw.devices.base import Batch, BatchItem, BatchResult, Device, ItemResult, JobHandle, JobStatus
+from qflhw.profiles import DeviceProfile, load_profile
+
+__all__ = [
+    "Batch",
+    "BatchItem",
+    "BatchResult",
+    "Device",
+    "ItemResult",
+    "JobHandle",
+    "JobStatus",
+    "make_device",
+]
+
+
+def make_device(
+    profile: DeviceProfile | str, *, seed: int = 1234, noise_scale: float = 1.0, calibration: str | None = None
+) -> Device:
+    """Build the device a profile describes; ``calibration`` overrides the profile's snapshot."""
+    prof = load_profile(profile) if isinstance(profile, str) else profile
+    ref = calibration or prof.calibration or f"{prof.device}/latest"
+    cal = _calibration.load(ref)
+    if noise_scale != 1.0:
+        cal = cal.scaled(noise_scale)
+    if prof.provider == "fake":
+        from qflhw.devices.fake import FakeDevice
+
+        return FakeDevice(prof, cal, seed=seed)
+    if prof.provider == "ibm":
+        from qflhw.devices.ibm import IBMDevice
+
+        return IBMDevice(prof, cal, seed=seed)
+    from qflhw.devices.braket import BraketDevice
+
+    return BraketDevice(prof, cal, seed=seed)

@@ -1,0 +1,125 @@
+"""What every device offers: batches in, one provider job per batch, results out.
+
+A :class:`Batch` is everything one client needs for one optimizer step (every parameter-shift
+binding, every mitigation variant), so one step is one provider job. Results keep the shape of
+the request: one :class:`ItemResult` per :class:`BatchItem`, values indexed
+``[binding, observable]``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+from qiskit.circuit import QuantumCircuit
+from qiskit.quantum_info import SparsePauliOp
+
+from qflhw.calibration import Calibration
+from qflhw.errors import ConfigError
+from qflhw.profiles import DeviceProfile
+from qflhw.transpile import TranspileCache, Transpiled
+
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+
+@dataclass(frozen=True, eq=False)
+class BatchItem:
+    """One transpiled circuit evaluated at many bindings for a few logical observables."""
+
+    circuit: Transpiled
+    parameters: tuple  # logical Parameters, one per column of ``bindings``
+    bindings: np.ndarray  # shape (n_bindings, len(parameters))
+    observables: tuple[SparsePauliOp, ...]
+    tag: str = ""  # e.g. "scale=3" for a ZNE variant
+
+    def __post_init__(self) -> None:
+        b = np.asarray(self.bindings, dtype=float)
+        if b.ndim != 2 or b.shape[1] != len(self.parameters):
+            raise ConfigError(
+                f"bindings must have shape (n, {len(self.parameters)}) for {self.circuit.logical.name!r}, "
+                f"got {b.shape}"
+            )
+        if not np.all(np.isfinite(b)):
+            raise ConfigError(f"bindings for {self.circuit.logical.name!r} contain NaN or infinity")
+        object.__setattr__(self, "bindings", b)
+
+    @property
+    def num_bindings(self) -> int:
+        return self.bindings.shape[0]
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    """All items of one provider job; ``key`` is its idempotency key (run/round/client/step)."""
+
+    items: tuple[BatchItem, ...]
+    key: str = ""
+
+    @property
+    def num_bindings(self) -> int:
+        return sum(i.num_bindings for i in self.items)
+
+    @property
+    def num_circuits(self) -> int:
+        """Executables a provider bills for: one per binding per measurement basis."""
+        from qflhw.devices.measure import measurement_bases
+
+        return sum(i.num_bindings * len(measurement_bases(i.observables)) for i in self.items)
+
+
+@dataclass
+class ItemResult:
+    values: np.ndarray  # (n_bindings, n_observables)
+    stderr: np.ndarray  # standard error of each value (0 in exact mode)
+
+
+@dataclass
+class BatchResult:
+    items: list[ItemResult]
+    job_id: str
+    device: str
+    calibration_id: str
+    shots: int | None  # None: exact expectations
+    metadata: dict = field(default_factory=dict)
+
+
+class JobHandle(Protocol):
+    """A submitted provider job; ``result`` raises on failure or timeout, never returns None."""
+
+    job_id: str
+
+    def status(self) -> JobStatus: ...
+
+    def result(self, timeout: float | None = None) -> BatchResult: ...
+
+
+class Device(abc.ABC):
+    """A client's QPU (or its fake twin): transpiles for itself and runs batches as jobs."""
+
+    def __init__(self, profile: DeviceProfile, calibration: Calibration, *, seed: int = 1234):
+        self.profile = profile
+        self.calibration = calibration
+        self.seed = seed
+        self._transpiled = TranspileCache(calibration, profile.optimization_level, seed)
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    def transpile(self, circuit: QuantumCircuit) -> Transpiled:
+        """Compile a logical circuit for this device (cached per circuit and calibration)."""
+        return self._transpiled.get(circuit)
+
+    @abc.abstractmethod
+    def submit(self, batch: Batch, shots: int | None) -> JobHandle:
+        """Send one batch as one provider job; returns as soon as the job id exists."""
+
+    @abc.abstractmethod
+    def job(self, job_id: str) -> JobHandle:
+        """Fetch an earlier job by id (for resume)."""
+
+    def run(self, batch: Batch, shots: int | None, timeout: float | None = None) -> BatchResult:
+        return self.submit(batch, shots).result(timeout)
