@@ -234,6 +234,14 @@ def split(indices: np.ndarray, test_fraction: float, rng: Seed) -> tuple[np.ndar
 
 
 @dataclass(frozen=True, eq=False)
+class Samples:
+    """Encoded rows and their labels."""
+
+    X: np.ndarray
+    y: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class ClientData:
     """One client's encoded training and test rows."""
 
@@ -248,8 +256,7 @@ class FederatedData:
     """Per-client data, the global test set held out before partitioning, and the fitted encoding."""
 
     clients: tuple[ClientData, ...]
-    X_test: np.ndarray
-    y_test: np.ndarray
+    global_test: Samples
     transform: Pipeline
 
 
@@ -299,4 +306,4 @@ def federate(
     transform = prepare(X, num_features, train_idx=np.concatenate([tr for tr, _ in splits]))
     Z = transform.transform(X)
     clients = tuple(ClientData(Z[tr], y[tr], Z[te], y[te]) for tr, te in splits)
-    return FederatedData(clients=clients, X_test=Z[held_out], y_test=y[held_out], transform=transform)
+    return FederatedData(clients=clients, global_test=Samples(Z[held_out], y[held_out]), transform=transform)

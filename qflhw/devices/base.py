@@ -74,6 +74,8 @@ class Batch:
 class ItemResult:
     values: np.ndarray  # (n_bindings, n_observables)
     stderr: np.ndarray  # standard error of each value (0 in exact mode)
+    bases: list[str] = field(default_factory=list)  # measurement bases, see devices.measure
+    distributions: list[np.ndarray] = field(default_factory=list)  # per basis: (n_bindings, 2**n)
 
 
 @dataclass

@@ -154,11 +154,11 @@ class CompactSimulator:
         bases, probs = self.probabilities(item)
         if shots is None:
             values, _ = expectations(probs, bases, item.observables)
-            return ItemResult(values=values, stderr=np.zeros_like(values))
+            return ItemResult(values, np.zeros_like(values), bases, probs)
         sampled = []
         for p in probs:
             p = np.clip(p, 0.0, None)
             p /= p.sum(axis=1, keepdims=True)
             sampled.append(rng.multinomial(shots, p) / shots)
         values, var = expectations(sampled, bases, item.observables)
-        return ItemResult(values=values, stderr=np.sqrt(var / shots))
+        return ItemResult(values, np.sqrt(var / shots), bases, sampled)

@@ -1,0 +1,138 @@
+"""The ``qflhw`` command line.
+
+Every user error ends in one line on stderr naming the file, field, client or device and the
+fix, with exit status 2; nothing already written is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from qflhw import calibration as cal_mod
+from qflhw.errors import QflhwError
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from qflhw.federation import Federation, new_run_dir
+    from qflhw.report import summary_table
+    from qflhw.spec import load_spec
+
+    spec = load_spec(args.spec)
+    run_dir = new_run_dir(spec, args.out)
+    fed = Federation(spec, run_dir, progress=not args.quiet)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.spec, run_dir / "spec.toml")
+    summary = fed.run()
+    print(summary_table(summary))
+    print(f"outputs: {run_dir}/ (metrics.csv, summary.json, learning_curve.png)")
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from qflhw.profiles import available, load_profile
+
+    rows = [load_profile(n) for n in available()]
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return 0
+    print(f"{'profile':<24} {'provider':<8} {'qubits':>6}  {'price':<34} calibration")
+    for p in rows:
+        price = []
+        if p.price.per_task:
+            price.append(f"${p.price.per_task}/task")
+        if p.price.per_shot:
+            price.append(f"${p.price.per_shot}/shot")
+        if p.price.per_second:
+            price.append(f"${p.price.per_second}/s")
+        print(f"{p.name:<24} {p.provider:<8} {p.qubits:>6}  {(' + '.join(price) or 'free'):<34} {p.calibration or '-'}")
+    return 0
+
+
+def _cmd_calibration(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for dev in cal_mod.devices():
+            dates = [p.stem for p in cal_mod.snapshots(dev)]
+            print(f"{dev:<22} {', '.join(dates)}")
+        return 0
+    if args.action == "show":
+        c = cal_mod.load(args.device)
+        med = c.median_errors()
+        t1 = sorted(q.t1 for q in c.qubits if q.t1)
+        t2 = sorted(q.t2 for q in c.qubits if q.t2)
+        print(f"{c.device} {c.date}  ({c.provenance.kind}: {c.provenance.source})")
+        print(f"  qubits {c.num_qubits}, native gates {', '.join(c.native_gates)}, couplings {len(c.coupling_map)}")
+        print(f"  median errors: 1q {med['1q']:.2e}, 2q {med['2q']:.2e}, readout {med['readout']:.2e}")
+        if t1:
+            print(f"  median T1 {t1[len(t1) // 2] * 1e6:.1f} us, T2 {t2[len(t2) // 2] * 1e6:.1f} us" if t2 else "")
+        print(f"  id {c.id}")
+        return 0
+    if args.action == "export":
+        from qflhw.exporters import from_fake_backend_name
+
+        path = from_fake_backend_name(args.device).save(Path(args.root) if args.root else None)
+        print(f"wrote {path}")
+        return 0
+    raise AssertionError(args.action)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from qflhw.report import plot_learning_curve, read_metrics, summary_table
+
+    run = Path(args.run_dir)
+    if not (run / "summary.json").is_file() or not (run / "metrics.csv").is_file():
+        raise QflhwError(f"{run}: not a finished run directory (needs summary.json and metrics.csv)")
+    summary = json.loads((run / "summary.json").read_text())
+    plot_learning_curve(run / "learning_curve.png", read_metrics(run / "metrics.csv"), summary["run_id"])
+    print(summary_table(summary))
+    print(f"re-drew {run / 'learning_curve.png'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="qflhw", description="Quantum federated learning on real QPUs and their fake twins.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a federated experiment from a job spec", description="Run a job spec.")
+    p.add_argument("spec", help="job spec (TOML), e.g. jobs/quickstart.toml")
+    p.add_argument("--out", help="run directory (default: <spec.output>/<name>-<timestamp>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("devices", help="list device profiles", description="List device profiles in backends/.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_devices)
+
+    p = sub.add_parser("calibration", help="list, show or export calibration snapshots", description="Calibration snapshots.")
+    csub = p.add_subparsers(dest="action", required=True)
+    csub.add_parser("list", help="devices and snapshot dates")
+    s = csub.add_parser("show", help="summary of one snapshot")
+    s.add_argument("device", help="<device>[/<date>|/latest], e.g. ibm_torino")
+    s = csub.add_parser("export", help="write a snapshot from a qiskit-ibm-runtime fake backend")
+    s.add_argument("device", help="fake backend name, e.g. FakeTorino or torino")
+    s.add_argument("--root", help="calibration folder (default: the project's calibration/)")
+    p.set_defaults(func=_cmd_calibration)
+
+    p = sub.add_parser("report", help="re-draw plots and the table of a run", description="Report on a run directory.")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except QflhwError as err:
+        print(f"qflhw: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qflhw: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""A federated client: its device, its private data, its model copy and its local training.
+
+A round of local training is a few optimizer steps, each one provider job. Whatever goes wrong
+inside a round (a failed job, an exhausted budget) comes back as data in the
+:class:`ClientResult`, so the server can aggregate the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from qflhw.aggregation import proximal_term
+from qflhw.budget import Cost, Ledger
+from qflhw.circuits import ModelCircuit
+from qflhw.devices import Device
+from qflhw.errors import BudgetExceeded, QflhwError
+from qflhw.executor import CircuitEvaluator, Mitigation, Runner, direct_runner
+from qflhw.model import HybridModel
+from qflhw.spec import ClientSpec, JobSpec
+
+
+@dataclass
+class ClientResult:
+    """One client's report for one round; ``params`` is None when it dropped out."""
+
+    client: str
+    device: str
+    round: int
+    params: np.ndarray | None
+    num_samples: int
+    loss: float = float("nan")
+    steps: int = 0
+    cost: Cost = field(default_factory=Cost)
+    esp: float = 1.0
+    variance: float = 0.0
+    calibration_id: str = ""
+    job_ids: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+
+class Client:
+    def __init__(
+        self,
+        spec: ClientSpec,
+        job: JobSpec,
+        device: Device,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        model: ModelCircuit,
+        observables,
+        n_classes: int,
+        *,
+        run_id: str,
+        ledger: Ledger,
+        runner: Runner = direct_runner,
+        mitigation: Mitigation | None = None,
+    ):
+        self.spec = spec
+        self.job = job
+        self.device = device
+        self.x = np.asarray(x_train, dtype=float)
+        self.y = np.asarray(y_train, dtype=int)
+        self.run_id = run_id
+        shots = job.client_setting(spec, "shots")
+        self.evaluator = CircuitEvaluator(
+            device,
+            model,
+            observables,
+            client=spec.name,
+            shots=shots or None,
+            gradient=job.training.gradient,
+            spsa_epsilon=job.training.spsa_epsilon,
+            seed=_seed(job.seed, spec.name, "spsa"),
+            mitigation=mitigation,
+            ledger=ledger,
+            runner=runner,
+        )
+        self.model = HybridModel(len(model.weights), len(observables), n_classes, seed=job.seed)
+        lr = job.client_setting(spec, "learning_rate")
+        opt = torch.optim.Adam if job.training.optimizer == "adam" else torch.optim.SGD
+        self.optimizer = opt(self.model.parameters(), lr=lr)
+        self.batch_size = job.client_setting(spec, "batch_size")
+        self.local_epochs = job.client_setting(spec, "local_epochs")
+        self.stopped: str | None = None  # set when the budget ran out: the client stays out
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def train_round(self, global_params: np.ndarray, round_: int) -> ClientResult:
+        """Local training from the global parameters; never raises for device or budget trouble."""
+        start = time.perf_counter()
+        res = ClientResult(
+            client=self.name,
+            device=self.device.name,
+            round=round_,
+            params=None,
+            num_samples=len(self.y),
+            esp=self.evaluator.transpiled.esp,
+            calibration_id=self.device.calibration.id,
+        )
+        if self.stopped:
+            res.error = self.stopped
+            return res
+        self.model.set_flat(global_params)
+        anchor = torch.as_tensor(global_params, dtype=torch.float64)
+        rng = np.random.default_rng(_seed(self.job.seed, self.name, f"round{round_}"))
+        losses, variances = [], []
+        step = 0
+        try:
+            for _epoch in range(self.local_epochs):
+                order = rng.permutation(len(self.y))
+                for lo in range(0, len(order), self.batch_size):
+                    idx = order[lo : lo + self.batch_size]
+                    key = f"{self.run_id}/r{round_}/{self.name}/s{step}"
+
+                    def evaluate(x, w, key=key):  # noqa: ANN001, ANN202
+                        vals, jac, info = self.evaluator(x, w, key=key, round_=round_, grad=True)
+                        res.job_ids.extend(info.job_ids)
+                        res.cost = res.cost + info.cost
+                        variances.append(info.variance)
+                        return vals, jac
+
+                    self.optimizer.zero_grad()
+                    logits = self.model(torch.as_tensor(self.x[idx]), evaluate)
+                    loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(self.y[idx]))
+                    if self.job.training.proximal_mu > 0:
+                        flat = torch.cat([p.reshape(-1) for p in self.model.parameters()])
+                        loss = loss + proximal_term(flat, anchor, self.job.training.proximal_mu)
+                    loss.backward()
+                    self.optimizer.step()
+                    losses.append(float(loss.detach()))
+                    step += 1
+        except BudgetExceeded as err:
+            self.stopped = f"budget: {err}"
+            res.error = self.stopped
+        except QflhwError as err:
+            res.error = f"{type(err).__name__}: {err}"
+        res.steps = step
+        res.seconds = time.perf_counter() - start
+        res.loss = float(np.mean(losses)) if losses else float("nan")
+        res.variance = float(np.mean(variances)) if variances else 0.0
+        if res.error is None:
+            res.params = self.model.get_flat()
+        return res
+
+
+def _seed(seed: int, *parts: str) -> int:
+    """A stable 63-bit seed from the run seed and names (Python's hash() is salted per process)."""
+    digest = hashlib.sha256("|".join([str(seed), *parts]).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1

@@ -1,0 +1,128 @@
+"""Job specs: the TOML file that describes one QFL experiment, validated before any work starts.
+
+Unknown keys are errors (a misspelled option must not silently fall back to a default), and
+every error is one line naming the file, the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from qflhw.errors import ConfigError, field_error
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Strict):
+    dataset: str = Field(default="digits", description="digits | iris | wine | breast_cancer | path to .csv/.npz")
+    classes: list[int] | None = Field(default=None, description="keep only these labels (re-labelled 0..k-1)")
+    partition: Literal["iid", "dirichlet", "label-shards"] = "iid"
+    alpha: float = Field(default=0.5, gt=0, description="Dirichlet concentration (partition = dirichlet)")
+    labels_per_client: int = Field(default=1, ge=1, description="for partition = label-shards")
+    test_fraction: float = Field(default=0.2, ge=0, lt=1, description="per-client test split")
+    global_test_fraction: float = Field(default=0.2, gt=0, lt=1, description="held out before partitioning")
+    max_train_per_client: int | None = Field(default=None, gt=0, description="cap on local training rows")
+
+
+class ModelSpec(_Strict):
+    qubits: int = Field(default=4, ge=1, le=32)
+    layers: int = Field(default=2, ge=1, le=50)
+    ansatz: Literal["rot-crx", "hardware-efficient", "reuploading"] = "rot-crx"
+    encoding: Literal["rx", "ry"] = "ry"
+    observables: list[str] = Field(default_factory=list, description="Pauli labels; default Z on each qubit")
+
+
+class TrainingSpec(_Strict):
+    local_epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    gradient: Literal["parameter-shift", "spsa"] = "parameter-shift"
+    spsa_epsilon: float = Field(default=0.1, gt=0)
+    shots: int = Field(default=1000, ge=0, description="shots per circuit; 0 = exact expectations (fake only)")
+    proximal_mu: float = Field(default=0.0, ge=0, description="FedProx proximal weight; 0 = plain local training")
+
+
+class AggregationSpec(_Strict):
+    method: Literal["fedavg", "noise-aware", "inverse-variance", "median", "trimmed-mean", "sporadic"] = "fedavg"
+    trim_fraction: float = Field(default=0.2, ge=0, lt=0.5)
+    threshold: float = Field(default=0.5, gt=0, le=1, description="sporadic: noise level above which a client backs off")
+    mode: Literal["skip", "scale"] = "scale"
+    min_clients: int = Field(default=1, ge=1, description="fewest reporting clients for a round to count")
+
+
+class BudgetSpec(_Strict):
+    max_usd: float = Field(default=0.0, ge=0, description="hard cap on spend for the whole run; 0 = free devices only")
+    shots_per_round: int | None = Field(default=None, gt=0, description="per client per round")
+
+
+class ClientSpec(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    device: str = Field(description="a profile in backends/ (see `qflhw devices`)")
+    calibration: str | None = Field(default=None, description="override the profile's snapshot: <device>/<date>")
+    noise_scale: float = Field(default=1.0, gt=0, description="multiply every error of the calibration")
+    shots: int | None = Field(default=None, ge=0)
+    local_epochs: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)
+    learning_rate: float | None = Field(default=None, gt=0)
+
+
+class JobSpec(_Strict):
+    name: str = "qfl-run"
+    seed: int = 0
+    rounds: int = Field(default=5, ge=1)
+    client_fraction: float = Field(default=1.0, gt=0, le=1, description="share of clients sampled each round")
+    output: str = Field(default="runs", description="folder that receives one run directory per run")
+    data: DataSpec = DataSpec()
+    model: ModelSpec = ModelSpec()
+    training: TrainingSpec = TrainingSpec()
+    aggregation: AggregationSpec = AggregationSpec()
+    budget: BudgetSpec = BudgetSpec()
+    clients: list[ClientSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_clients(self) -> JobSpec:
+        names = [c.name for c in self.clients]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"clients: names must be unique; repeated: {', '.join(dupes)}")
+        if self.aggregation.min_clients > len(self.clients):
+            raise ValueError(
+                f"aggregation.min_clients is {self.aggregation.min_clients} but there are only "
+                f"{len(self.clients)} clients; lower it or add clients"
+            )
+        return self
+
+    def client_setting(self, client: ClientSpec, key: str) -> Any:
+        """A client's own value of a training setting, or the job-wide one."""
+        own = getattr(client, key)
+        return own if own is not None else getattr(self.training, key)
+
+
+def parse_spec(raw: dict[str, Any], source: str = "<spec>") -> JobSpec:
+    try:
+        return JobSpec.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(field_error(source, err, "see jobs/quickstart.toml for a valid spec")) from err
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read and validate a job spec; every problem is one line naming the file and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such spec file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the spec ({err})") from err
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from err
+    return parse_spec(raw, str(path))
