@@ -23,7 +23,10 @@ from qflhw.devices.measure import measurement_bases
 from qflhw.gradients import parameter_shift_plan, shift_rules, spsa_plan
 from qflhw.transpile import Transpiled
 
-Runner = Callable[[Device, Batch, "int | None"], BatchResult]
+Runner = Callable[[Device, Batch, "int | None", Callable[[], None]], BatchResult]
+"""``runner(device, batch, shots, charge)`` submits ``batch`` and returns its result; it calls
+``charge()`` before every submission attempt (retries included), which raises BudgetExceeded when
+the budget cannot pay for it."""
 
 
 class Mitigation(Protocol):
@@ -36,8 +39,9 @@ class Mitigation(Protocol):
     def combine(self, results: Sequence[ItemResult], observables: Sequence[SparsePauliOp]) -> np.ndarray: ...
 
 
-def direct_runner(device: Device, batch: Batch, shots: int | None) -> BatchResult:
-    """Submit and wait, nothing else: the runner used when no journal is kept."""
+def direct_runner(device: Device, batch: Batch, shots: int | None, charge: Callable[[], None]) -> BatchResult:
+    """Charge, submit and wait, nothing else: the runner used when no journal is kept."""
+    charge()
     return device.run(batch, shots)
 
 
@@ -126,8 +130,7 @@ class CircuitEvaluator:
         )
         batch = Batch(items, key=key)
         cost = job_cost(self.device.profile, batch.num_circuits, self.shots, self._circuit_seconds())
-        self.ledger.charge(self.client, round_, cost)
-        result = self.runner(self.device, batch, self.shots)
+        result = self.runner(self.device, batch, self.shots, lambda: self.ledger.charge(self.client, round_, cost))
         if self.mitigation:
             values = self.mitigation.combine(result.items, self.observables)
         else:
