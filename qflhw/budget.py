@@ -64,6 +64,17 @@ class Ledger:
         if self.shots_per_round is not None and self.shots_per_round <= 0:
             raise ConfigError(f"budget.shots_per_round must be > 0, got {self.shots_per_round}")
 
+    def state(self) -> dict:
+        """What a checkpoint keeps of the ledger."""
+        with self._lock:
+            return {"spent": self.spent, "by_client": dict(self.by_client), "round_shots": dict(self.round_shots)}
+
+    def restore(self, state: dict) -> None:
+        with self._lock:
+            self.spent = state["spent"]
+            self.by_client = dict(state["by_client"])
+            self.round_shots = dict(state["round_shots"])
+
     def charge(self, client: str, round_: int, cost: Cost) -> None:
         """Record a job's cost before it is sent, or raise BudgetExceeded and record nothing."""
         with self._lock:

@@ -32,6 +32,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from qflhw.federation import Federation
+    from qflhw.report import summary_table
+    from qflhw.spec import load_spec
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "spec.toml").is_file():
+        raise QflhwError(f"{run_dir}: not a run directory (no spec.toml); start a run with `qflhw run SPEC`")
+    fed = Federation(load_spec(run_dir / "spec.toml"), run_dir, progress=not args.quiet)
+    start = fed.restore()
+    print(f"resuming {run_dir} at round {start} of {fed.spec.rounds}", file=sys.stderr)
+    summary = fed.run()
+    print(summary_table(summary))
+    return 0
+
+
 def _cmd_devices(args: argparse.Namespace) -> int:
     from qflhw.profiles import available, load_profile
 
@@ -101,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default: <spec.output>/<name>-<timestamp>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("resume", help="continue a stopped run", description="Continue a stopped run: finished "
+                       "rounds are kept, jobs already sent are fetched, not sent again.")
+    p.add_argument("run_dir")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_resume)
 
     p = sub.add_parser("devices", help="list device profiles", description="List device profiles in backends/.")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -25,7 +25,10 @@ from qflhw.data import federate, load_dataset
 from qflhw.devices import Device, make_device
 from qflhw.errors import ConfigError, InvalidUpdate
 from qflhw.evaluation import evaluate
+from qflhw.devices import BatchResult
 from qflhw.executor import Runner, direct_runner
+from qflhw.journal import Journal
+from qflhw.resilience import JournaledRunner
 from qflhw.model import HybridModel
 from qflhw.report import plot_learning_curve, summary_table, write_metrics, write_summary
 from qflhw.spec import JobSpec
@@ -42,7 +45,7 @@ class Federation:
         run_dir: Path,
         *,
         run_id: str | None = None,
-        runner: Runner = direct_runner,
+        runner: Runner | None = None,
         devices: dict[str, Device] | None = None,
         mitigation=None,
         progress: bool = True,
@@ -54,6 +57,8 @@ class Federation:
         # written, so the same spec and seed give the same numbers in any directory.
         self.run_key = f"{spec.name}-seed{spec.seed}"
         self.progress = progress
+        self.journal: Journal | None = None
+        self._runner = runner  # None: a JournaledRunner on the run directory's journal, set in run()
         self.ledger = Ledger(max_usd=spec.budget.max_usd, shots_per_round=spec.budget.shots_per_round)
         self.model_circuit = build(spec.model.ansatz, spec.model.qubits, spec.model.layers, spec.model.encoding)
         self.observables = observables(spec.model.observables, spec.model.qubits)
@@ -81,6 +86,7 @@ class Federation:
                 seed=_seed(spec.seed, cs.name, "device"),
                 noise_scale=cs.noise_scale,
                 calibration=cs.calibration,
+                store=self.run_dir / "fake-provider" / cs.name,
             )
             part = self.data.clients[k]
             x_tr, y_tr = part.X_train, part.y_train
@@ -89,7 +95,7 @@ class Federation:
             self.clients.append(
                 Client(
                     cs, spec, dev, x_tr, y_tr, self.model_circuit, self.observables, self.n_classes,
-                    run_id=self.run_key, ledger=self.ledger, runner=runner, mitigation=mitigation,
+                    run_id=self.run_key, ledger=self.ledger, runner=self._dispatch, mitigation=mitigation,
                 )
             )
         self.global_model = HybridModel(len(self.model_circuit.weights), len(self.observables), self.n_classes, spec.seed)
@@ -140,13 +146,72 @@ class Federation:
         aggregation.validate_update(update, len(self.params))
         return update
 
+    # ---------------------------------------------------------------- journal, checkpoints, resume
+    def _dispatch(self, device: Device, batch, shots, charge) -> BatchResult:  # noqa: ANN001
+        """The clients' runner: the journaled one unless the caller passed another."""
+        runner = self._runner or direct_runner
+        return runner(device, batch, shots, charge)
+
+    def open_journal(self) -> Journal:
+        """Create the run directory and its journal; the default runner journals every job."""
+        if self.journal is None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.journal = Journal(self.run_dir)
+            if self._runner is None:
+                r = self.spec.resilience
+                self._runner = JournaledRunner(
+                    self.journal,
+                    retries=r.retries,
+                    backoff_initial=r.backoff_initial_s,
+                    backoff_max=r.backoff_max_s,
+                    job_timeout=r.job_timeout_s,
+                )
+        return self.journal
+
+    def checkpoint(self, round_: int) -> None:
+        """Commit everything needed to continue after ``round_`` in one journal transaction."""
+        state = {
+            "next_round": round_ + 1,
+            "params": self.params,
+            "rows": self.rows,
+            "ledger": self.ledger.state(),
+            "clients": {
+                c.name: {
+                    "optimizer": c.optimizer.state_dict(),
+                    "rng": c.evaluator.rng.bit_generator.state,
+                    "stopped": c.stopped,
+                }
+                for c in self.clients
+            },
+        }
+        self.open_journal().checkpoint(round_, state)
+
+    def restore(self) -> int:
+        """Load the latest checkpoint, if any; returns the round the run continues from."""
+        found = self.open_journal().latest_checkpoint()
+        if found is None:
+            return 0
+        _, state = found
+        self.next_round = state["next_round"]
+        self.params = np.asarray(state["params"])
+        self.global_model.set_flat(self.params)
+        self.rows = list(state["rows"])
+        self.ledger.restore(state["ledger"])
+        for c in self.clients:
+            saved = state["clients"][c.name]
+            c.optimizer.load_state_dict(saved["optimizer"])
+            c.evaluator.rng.bit_generator.state = saved["rng"]
+            c.stopped = saved["stopped"]
+        return self.next_round
+
     def run(self) -> dict:
-        """Run the remaining rounds, writing metrics after each; returns the summary."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        """Run the remaining rounds, checkpointing after each; returns the summary."""
+        self.open_journal()
         start = time.perf_counter()
         bar = _progress(self.spec.rounds, self.next_round, enabled=self.progress)
         for r in range(self.next_round, self.spec.rounds):
             acc, _ = self.run_round(r)
+            self.checkpoint(r)
             self.next_round = r + 1
             write_metrics(self.run_dir / "metrics.csv", self.rows)
             for hook in self.round_hooks:
@@ -155,6 +220,8 @@ class Federation:
         summary = self.summary(time.perf_counter() - start)
         write_summary(self.run_dir / "summary.json", summary)
         plot_learning_curve(self.run_dir / "learning_curve.png", self.rows, f"{self.spec.name} ({self.run_id})")
+        self.journal.close()  # type: ignore[union-attr]
+        self.journal = None
         return summary
 
     def summary(self, seconds: float | None = None) -> dict:

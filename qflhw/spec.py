@@ -62,6 +62,13 @@ class BudgetSpec(_Strict):
     shots_per_round: int | None = Field(default=None, gt=0, description="per client per round")
 
 
+class ResilienceSpec(_Strict):
+    retries: int = Field(default=5, ge=0, description="retries of a transient provider error per job")
+    backoff_initial_s: float = Field(default=1.0, ge=0, description="first backoff wait; doubles up to the max")
+    backoff_max_s: float = Field(default=60.0, ge=0)
+    job_timeout_s: float | None = Field(default=None, gt=0, description="longest wait for one job; then retry the wait")
+
+
 class ClientSpec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     device: str = Field(description="a profile in backends/ (see `qflhw devices`)")
@@ -84,6 +91,7 @@ class JobSpec(_Strict):
     training: TrainingSpec = TrainingSpec()
     aggregation: AggregationSpec = AggregationSpec()
     budget: BudgetSpec = BudgetSpec()
+    resilience: ResilienceSpec = ResilienceSpec()
     clients: list[ClientSpec] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -53,11 +53,12 @@ def test_same_spec_same_seed_same_numbers(two_runs):
 
 def test_existing_run_dir_is_refused_and_untouched(two_runs, capsys):
     r1, _ = two_runs
-    before = {p.name: p.read_bytes() for p in r1.iterdir()}
+    snapshot = lambda: {p: p.read_bytes() for p in r1.rglob("*") if p.is_file()}  # noqa: E731
+    before = snapshot()
     assert main(["run", str(r1 / "spec.toml"), "--out", str(r1)]) == 2
     err = capsys.readouterr().err.strip()
     assert "exists and is not empty" in err and "\n" not in err
-    assert {p.name: p.read_bytes() for p in r1.iterdir()} == before
+    assert snapshot() == before
 
 
 def test_unknown_device_is_one_line_exit_2(tmp_path, tiny_spec_text, capsys):

@@ -6,6 +6,8 @@ credentials and opens no connection.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qflhw import calibration as _calibration
 from qflhw.devices.base import Batch, BatchItem, BatchResult, Device, ItemResult, JobHandle, JobStatus
 from qflhw.profiles import DeviceProfile, load_profile
@@ -23,9 +25,17 @@ __all__ = [
 
 
 def make_device(
-    profile: DeviceProfile | str, *, seed: int = 1234, noise_scale: float = 1.0, calibration: str | None = None
+    profile: DeviceProfile | str,
+    *,
+    seed: int = 1234,
+    noise_scale: float = 1.0,
+    calibration: str | None = None,
+    store: Path | None = None,
 ) -> Device:
-    """Build the device a profile describes; ``calibration`` overrides the profile's snapshot."""
+    """Build the device a profile describes; ``calibration`` overrides the profile's snapshot.
+
+    ``store`` is where a fake device keeps its jobs (so a resumed run can fetch them).
+    """
     prof = load_profile(profile) if isinstance(profile, str) else profile
     ref = calibration or prof.calibration or f"{prof.device}/latest"
     cal = _calibration.load(ref)
@@ -34,7 +44,7 @@ def make_device(
     if prof.provider == "fake":
         from qflhw.devices.fake import FakeDevice
 
-        return FakeDevice(prof, cal, seed=seed)
+        return FakeDevice(prof, cal, seed=seed, store=store)
     if prof.provider == "ibm":
         from qflhw.devices.ibm import IBMDevice
 

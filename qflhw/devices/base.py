@@ -9,6 +9,8 @@ the request: one :class:`ItemResult` per :class:`BatchItem`, values indexed
 from __future__ import annotations
 
 import abc
+import io
+import pickle
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -123,5 +125,51 @@ class Device(abc.ABC):
     def job(self, job_id: str) -> JobHandle:
         """Fetch an earlier job by id (for resume)."""
 
+    def find(self, key: str) -> JobHandle | None:
+        """The job sent earlier under idempotency ``key``, if the provider can tell (job tags).
+
+        Covers a crash between sending a job and journaling its id. Providers that cannot look
+        jobs up by tag return None.
+        """
+        return None
+
     def run(self, batch: Batch, shots: int | None, timeout: float | None = None) -> BatchResult:
         return self.submit(batch, shots).result(timeout)
+
+
+def pack_result(result: BatchResult) -> bytes:
+    """Bytes of a result (arrays as npz): for the journal and the fake provider's job store."""
+    arrays: dict[str, np.ndarray] = {}
+    for i, item in enumerate(result.items):
+        arrays[f"v{i}"] = item.values
+        arrays[f"s{i}"] = item.stderr
+        for k, d in enumerate(item.distributions):
+            arrays[f"d{i}_{k}"] = d
+    meta = {
+        "job_id": result.job_id,
+        "device": result.device,
+        "calibration_id": result.calibration_id,
+        "shots": result.shots,
+        "metadata": result.metadata,
+        "bases": [item.bases for item in result.items],
+    }
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return pickle.dumps((meta, buf.getvalue()), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_result(blob: bytes) -> BatchResult:
+    meta, npz = pickle.loads(blob)
+    arrays = np.load(io.BytesIO(npz))
+    items = []
+    for i, bases in enumerate(meta["bases"]):
+        dists = [arrays[f"d{i}_{k}"] for k in range(len(bases))] if f"d{i}_0" in arrays else []
+        items.append(ItemResult(arrays[f"v{i}"], arrays[f"s{i}"], list(bases), dists))
+    return BatchResult(
+        items=items,
+        job_id=meta["job_id"],
+        device=meta["device"],
+        calibration_id=meta["calibration_id"],
+        shots=meta["shots"],
+        metadata=meta["metadata"],
+    )

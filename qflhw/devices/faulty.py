@@ -1,0 +1,81 @@
+"""A device wrapper that injects provider faults, to test retries and dropouts.
+
+At configured rates, submission raises a transient error (as throttling would), waiting for a
+result raises a transient timeout, or the job fails permanently. Faults are drawn from a seeded
+generator per (key, attempt), so a test run is reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+
+import numpy as np
+
+from qflhw.devices.base import Batch, BatchResult, Device, JobHandle, JobStatus
+from qflhw.errors import JobFailed, TransientBackendError
+
+
+class _FaultyJob:
+    def __init__(self, inner: JobHandle, rng: np.random.Generator, timeout_rate: float, fail: bool):
+        self.job_id = inner.job_id
+        self._inner = inner
+        self._rng = rng
+        self._timeout_rate = timeout_rate
+        self._fail = fail
+
+    def status(self) -> JobStatus:
+        return "failed" if self._fail else self._inner.status()
+
+    def result(self, timeout: float | None = None) -> BatchResult:
+        if self._fail:
+            raise JobFailed(f"job {self.job_id} failed on the device (injected)")
+        if self._rng.random() < self._timeout_rate:
+            raise TransientBackendError(f"waiting for job {self.job_id} timed out (injected)")
+        return self._inner.result(timeout)
+
+
+class FaultyDevice(Device):
+    """Wraps ``inner``; ``permanent_rate=1`` makes every job fail (a broken client)."""
+
+    def __init__(
+        self,
+        inner: Device,
+        *,
+        submit_rate: float = 0.0,
+        timeout_rate: float = 0.0,
+        permanent_rate: float = 0.0,
+        seed: int = 0,
+    ):
+        super().__init__(inner.profile, inner.calibration, seed=inner.seed)
+        self.inner = inner
+        self._transpiled = inner._transpiled  # share the cache: same circuits, same placement
+        self.submit_rate = submit_rate
+        self.timeout_rate = timeout_rate
+        self.permanent_rate = permanent_rate
+        self.fault_seed = seed
+        self.injected = {"submit": 0, "timeout": 0, "permanent": 0}
+        self._attempts: dict[str, itertools.count] = {}
+        self._lock = threading.Lock()
+
+    def _rng(self, key: str) -> np.random.Generator:
+        with self._lock:
+            attempt = next(self._attempts.setdefault(key, itertools.count()))
+        digest = hashlib.sha256(f"{self.fault_seed}|{key}|{attempt}".encode()).digest()
+        return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+    def submit(self, batch: Batch, shots: int | None) -> JobHandle:
+        rng = self._rng(batch.key)
+        if rng.random() < self.submit_rate:
+            self.injected["submit"] += 1
+            raise TransientBackendError(f"device {self.name}: throttled (injected)")
+        fail = rng.random() < self.permanent_rate
+        self.injected["permanent"] += int(fail)
+        return _FaultyJob(self.inner.submit(batch, shots), rng, self.timeout_rate, fail)
+
+    def job(self, job_id: str) -> JobHandle:
+        return self.inner.job(job_id)
+
+    def find(self, key: str) -> JobHandle | None:
+        return self.inner.find(key)
