@@ -79,6 +79,27 @@ def _freshen(circuit: QuantumCircuit) -> _Prepared:
     return _Prepared(out, tuple(fresh), tuple(funcs), tuple(args))
 
 
+_AER_UNKNOWN = frozenset({"iswap"})  # native gates of calibrated devices that Aer does not implement
+
+
+def _aer_gates(circuit: QuantumCircuit) -> QuantumCircuit:
+    """Fixed gates Aer lacks (Rigetti's iswap) as unitaries labelled with the gate's name.
+
+    Aer's noise model matches a unitary by its label, so the gate keeps its calibrated noise.
+    """
+    if not any(ci.operation.name in _AER_UNKNOWN for ci in circuit.data):
+        return circuit
+    from qiskit.circuit.library import UnitaryGate
+
+    out = circuit.copy_empty_like()
+    for ci in circuit.data:
+        op = ci.operation
+        if op.name in _AER_UNKNOWN and not op.params:
+            op = UnitaryGate(op.to_matrix(), label=op.name)
+        out.append(op, ci.qubits, ci.clbits)
+    return out
+
+
 class CompactSimulator:
     """Evaluates batch items of one calibrated device; caches per circuit and qubit set."""
 
@@ -108,6 +129,7 @@ class CompactSimulator:
                     routing_method="none",
                 )
                 circ.compose(pm.run(rot), inplace=True)
+            circ = _aer_gates(circ)
             circ.save_probabilities(qubits=list(tc.final_positions), label="p")
             hit = (tc, _freshen(circ))  # keep tc alive so its id stays unique
             self._prepared[key] = hit
@@ -150,7 +172,12 @@ class CompactSimulator:
         return bases, [apply_readout(r, matrices) for r in raw]
 
     def evaluate(self, item: BatchItem, shots: int | None, rng: np.random.Generator) -> ItemResult:
-        """Expectation values: exact (``shots=None``) or estimated from sampled shots."""
+        """Expectation values: exact (``shots=None``) or estimated from sampled shots.
+
+        A sampled item with its own ``shots`` uses those instead of the batch's.
+        """
+        if shots is not None and item.shots is not None:
+            shots = item.shots
         bases, probs = self.probabilities(item)
         if shots is None:
             values, _ = expectations(probs, bases, item.observables)

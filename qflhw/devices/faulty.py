@@ -18,12 +18,13 @@ from qflhw.errors import JobFailed, TransientBackendError
 
 
 class _FaultyJob:
-    def __init__(self, inner: JobHandle, rng: np.random.Generator, timeout_rate: float, fail: bool):
+    def __init__(self, inner: JobHandle, rng: np.random.Generator, timeout_rate: float, fail: bool, counts: dict):
         self.job_id = inner.job_id
         self._inner = inner
         self._rng = rng
         self._timeout_rate = timeout_rate
         self._fail = fail
+        self._counts = counts
 
     def status(self) -> JobStatus:
         return "failed" if self._fail else self._inner.status()
@@ -32,6 +33,7 @@ class _FaultyJob:
         if self._fail:
             raise JobFailed(f"job {self.job_id} failed on the device (injected)")
         if self._rng.random() < self._timeout_rate:
+            self._counts["timeout"] += 1
             raise TransientBackendError(f"waiting for job {self.job_id} timed out (injected)")
         return self._inner.result(timeout)
 
@@ -72,7 +74,7 @@ class FaultyDevice(Device):
             raise TransientBackendError(f"device {self.name}: throttled (injected)")
         fail = rng.random() < self.permanent_rate
         self.injected["permanent"] += int(fail)
-        return _FaultyJob(self.inner.submit(batch, shots), rng, self.timeout_rate, fail)
+        return _FaultyJob(self.inner.submit(batch, shots), rng, self.timeout_rate, fail, self.injected)
 
     def job(self, job_id: str) -> JobHandle:
         return self.inner.job(job_id)
