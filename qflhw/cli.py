@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     run_dir = new_run_dir(spec, args.out)
     fed = Federation(spec, run_dir, progress=not args.quiet)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    fed.open_journal()  # creates the run directory; spec.toml last marks it resumable
     shutil.copyfile(args.spec, run_dir / "spec.toml")
     summary = fed.run()
     print(summary_table(summary))
@@ -34,17 +35,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from qflhw.federation import Federation
+    from qflhw.journal import Journal
     from qflhw.report import summary_table
     from qflhw.spec import load_spec
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "spec.toml").is_file():
-        raise QflhwError(f"{run_dir}: not a run directory (no spec.toml); start a run with `qflhw run SPEC`")
+    if not (run_dir / "spec.toml").is_file() or not (run_dir / Journal.FILENAME).is_file():
+        raise QflhwError(f"{run_dir}: not a run directory (needs spec.toml and {Journal.FILENAME}); start one with `qflhw run SPEC`")
     fed = Federation(load_spec(run_dir / "spec.toml"), run_dir, progress=not args.quiet)
     start = fed.restore()
     print(f"resuming {run_dir} at round {start} of {fed.spec.rounds}", file=sys.stderr)
     summary = fed.run()
     print(summary_table(summary))
+    return 0
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from qflhw.study import default_out, load_study, report_study, run_study
+
+    study = load_study(args.spec)
+    out = Path(args.out) if args.out else default_out(study)
+    result = run_study(study, out, workers=args.workers)
+    table, files = report_study(study, out)
+    print(table)
+    print(f"outputs: {out}/ ({', '.join(files)}); {len(result.ran)} cells run in {result.seconds:.0f} s")
+    if result.failed:
+        print(
+            f"qflhw: {len(result.failed)} of {len(study.cells)} cells failed (see {out}/cells/*/error.txt); "
+            "run the same command again to retry them",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -92,7 +113,27 @@ def _cmd_calibration(args: argparse.Namespace) -> int:
         path = from_fake_backend_name(args.device).save(Path(args.root) if args.root else None)
         print(f"wrote {path}")
         return 0
+    if args.action in ("diff", "scale", "heterogeneity"):
+        return _calibration_tools(args)
     raise AssertionError(args.action)
+
+
+def _calibration_tools(args: argparse.Namespace) -> int:
+    from qflhw import calibration_tools as tools
+
+    if args.action == "diff":
+        print(tools.format_diff(tools.diff(cal_mod.load(args.a), cal_mod.load(args.b)), args.a, args.b))
+    elif args.action == "scale":
+        path, old, new = tools.write_scaled(args.device, args.factor, args.out)
+        m0, m1 = old.median_errors(), new.median_errors()
+        print(f"wrote {path}: {old.device} {old.date} with errors x{args.factor:g}, T1/T2 /{args.factor:g} "
+              f"(median 2q {m0['2q']:.2e} -> {m1['2q']:.2e}, readout {m0['readout']:.2e} -> {m1['readout']:.2e})")
+        print(f'use it in a spec as a client\'s  calibration = "{path}"')
+    else:
+        from qflhw.study import load_base_spec
+
+        print(tools.format_quality(tools.client_quality(load_base_spec(args.spec))))
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -124,11 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_resume)
 
+    p = sub.add_parser("study", help="run a sweep of federated experiments", description="Run every cell of a "
+                       "study spec's [sweep] (finished cells are skipped), then write study.csv, summary.md and plots.")
+    p.add_argument("spec", help="study spec (TOML with a [sweep] table), e.g. jobs/heterogeneity.toml")
+    p.add_argument("--out", help="study directory (default: <spec.output>/<name>-study); rerun to resume")
+    p.add_argument("--workers", type=int, default=2, help="cells run in parallel processes (default 2)")
+    p.set_defaults(func=_cmd_study)
+
     p = sub.add_parser("devices", help="list device profiles", description="List device profiles in backends/.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_devices)
 
-    p = sub.add_parser("calibration", help="list, show or export calibration snapshots", description="Calibration snapshots.")
+    p = sub.add_parser("calibration", help="list, show, export, diff or scale snapshots; per-client heterogeneity", description="Calibration snapshots.")
     csub = p.add_subparsers(dest="action", required=True)
     csub.add_parser("list", help="devices and snapshot dates")
     s = csub.add_parser("show", help="summary of one snapshot")
@@ -136,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = csub.add_parser("export", help="write a snapshot from a qiskit-ibm-runtime fake backend")
     s.add_argument("device", help="fake backend name, e.g. FakeTorino or torino")
     s.add_argument("--root", help="calibration folder (default: the project's calibration/)")
+    s = csub.add_parser("diff", help="what changed between two snapshots")
+    s.add_argument("a", help="<device>/<date>, <device> (latest) or a .json path, e.g. ibm_torino/2025-02-26")
+    s.add_argument("b", help="the snapshot to compare with A")
+    s = csub.add_parser("scale", help="write a what-if copy with every error scaled (never overwrites)")
+    s.add_argument("device", help="snapshot reference, e.g. ibm_torino or ibm_torino/2025-02-26")
+    s.add_argument("factor", type=float, help="error multiplier, e.g. 2 (T1/T2 are divided by it)")
+    s.add_argument("--out", required=True, help="new .json file outside calibration/")
+    s = csub.add_parser("heterogeneity", help="transpile a spec's circuit per client: qubits, depth, 2q gates, ESP")
+    s.add_argument("spec", help="job or study spec (TOML)")
     p.set_defaults(func=_cmd_calibration)
 
     p = sub.add_parser("report", help="re-draw plots and the table of a run", description="Report on a run directory.")
@@ -152,8 +209,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qflhw: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("qflhw: interrupted", file=sys.stderr)
+        print("qflhw: interrupted; a run continues with `qflhw resume RUN_DIR`", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug: still one line for the user, the traceback on request
+        if os.environ.get("QFLHW_DEBUG"):
+            raise
+        print(
+            f"qflhw: internal error: {type(err).__name__}: {err} (rerun with QFLHW_DEBUG=1 for the traceback "
+            "and please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
