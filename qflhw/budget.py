@@ -33,17 +33,33 @@ class Cost:
         return Cost(self.usd + other.usd, self.tasks + other.tasks, self.shots + other.shots, self.seconds + other.seconds)
 
 
-def job_cost(profile: DeviceProfile, circuits: int, shots: int | None, circuit_seconds: float = 0.0) -> Cost:
-    """Estimated price of one job of ``circuits`` executables at ``shots`` each on ``profile``."""
-    shots = shots or 0
-    total_shots = circuits * shots
+def job_cost(
+    profile: DeviceProfile,
+    circuits: int,
+    shots: int | None,
+    circuit_seconds: float = 0.0,
+    *,
+    total_shots: int | None = None,
+) -> Cost:
+    """Estimated price of one job of ``circuits`` executables at ``shots`` each on ``profile``.
+
+    ``total_shots`` replaces ``circuits x shots`` when items have their own shots
+    (``Batch.total_shots``).
+    """
+    if total_shots is None:
+        total_shots = circuits * (shots or 0)
+    # Braket: a program set holds at most limits.max_circuits executables (1: no program sets,
+    # every executable is its own task); IBM: Runtime mitigation (ZNE) multiplies the shots run.
+    tasks = max(1, -(-circuits // profile.limits.max_circuits)) if profile.provider == "braket" else 1
+    if profile.runtime is not None:
+        total_shots *= profile.runtime.shots_factor
     p = profile.price
     seconds = 0.0
-    usd = p.per_task + p.per_shot * total_shots
+    usd = p.per_task * tasks + p.per_shot * total_shots
     if p.per_second:
         seconds = IBM_JOB_OVERHEAD_S + total_shots * (circuit_seconds + IBM_REPETITION_DELAY_S)
         usd += p.per_second * Decimal(str(round(seconds, 6)))
-    return Cost(usd=usd.quantize(Decimal("0.000001")), tasks=1, shots=total_shots, seconds=seconds)
+    return Cost(usd=usd.quantize(Decimal("0.000001")), tasks=tasks, shots=total_shots, seconds=seconds)
 
 
 @dataclass

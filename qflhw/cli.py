@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from qflhw import calibration as cal_mod
@@ -23,13 +24,44 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from qflhw.spec import load_spec
 
     spec = load_spec(args.spec)
+    _refuse_over_budget(spec)  # before any device connects or anything is written
     run_dir = new_run_dir(spec, args.out)
-    fed = Federation(spec, run_dir, progress=not args.quiet)
-    fed.open_journal()  # creates the run directory; spec.toml last marks it resumable
-    shutil.copyfile(args.spec, run_dir / "spec.toml")
-    summary = fed.run()
+    if args.engine == "flower-sim":  # the same rounds in Flower's simulation engine (qflhw[flower])
+        from qflhw.flower.simulation import run_simulation
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.spec, run_dir / "spec.toml")
+        summary = run_simulation(spec, args.spec, run_dir, progress=not args.quiet)
+    else:
+        fed = Federation(spec, run_dir, progress=not args.quiet)
+        fed.open_journal()  # creates the run directory; spec.toml last marks it resumable
+        shutil.copyfile(args.spec, run_dir / "spec.toml")
+        summary = fed.run()
     print(summary_table(summary))
     print(f"outputs: {run_dir}/ (metrics.csv, summary.json, learning_curve.png)")
+    return 0
+
+
+def _refuse_over_budget(spec) -> None:  # noqa: ANN001 - a JobSpec
+    """A run on paid devices whose estimate exceeds ``budget.max_usd`` does not start (exit 2)."""
+    from qflhw.estimate import estimate_spec, needs_estimate
+
+    if not needs_estimate(spec):
+        return
+    est = estimate_spec(spec)
+    if est.over_budget:
+        raise QflhwError(
+            f"{spec.name}: estimated cost ${est.total.usd.quantize(Decimal('0.01'))} exceeds budget.max_usd = "
+            f"${est.max_usd}; raise the cap or use fewer shots, rounds or clients (details: qflhw estimate SPEC)"
+        )
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from qflhw.estimate import estimate_spec, format_estimate
+    from qflhw.spec import load_spec
+
+    est = estimate_spec(load_spec(args.spec))
+    print(json.dumps(est.to_dict(), indent=2) if args.json else format_estimate(est))
     return 0
 
 
@@ -157,7 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="job spec (TOML), e.g. jobs/quickstart.toml")
     p.add_argument("--out", help="run directory (default: <spec.output>/<name>-<timestamp>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--engine", choices=["inprocess", "flower-sim"], default="inprocess",
+                   help="inprocess (default): clients train in threads here; flower-sim: in Flower's simulation "
+                   "engine (needs qflhw[flower]); for machines of their own see `qflhw flower`")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("estimate", help="jobs, shots and USD a job spec will cost (offline)",
+                       description="Price a job spec per client, per round and for the run, from the device "
+                       "profiles' prices and calibration snapshots; needs no credentials or network.")
+    p.add_argument("spec", help="job spec (TOML), e.g. jobs/ibm-template.toml")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_estimate)
 
     p = sub.add_parser("resume", help="continue a stopped run", description="Continue a stopped run: finished "
                        "rounds are kept, jobs already sent are fetched, not sent again.")
@@ -198,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="re-draw plots and the table of a run", description="Report on a run directory.")
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_report)
+
+    from qflhw.flower.cli import add_commands as add_flower_commands  # imports no Flower
+
+    add_flower_commands(sub)
     return ap
 
 

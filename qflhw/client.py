@@ -18,9 +18,11 @@ from qflhw.aggregation import proximal_term
 from qflhw.budget import Cost, Ledger
 from qflhw.circuits import ModelCircuit
 from qflhw.devices import Device
-from qflhw.errors import BudgetExceeded, QflhwError
+from qflhw.errors import BudgetExceeded, ConfigError, QflhwError
 from qflhw.executor import CircuitEvaluator, Mitigation, Runner, direct_runner
+from qflhw.mitigation import make_mitigation
 from qflhw.model import HybridModel
+from qflhw.shots import AdaptiveShots
 from qflhw.spec import ClientSpec, JobSpec
 
 
@@ -68,6 +70,9 @@ class Client:
         self.y = np.asarray(y_train, dtype=int)
         self.run_id = run_id
         shots = job.client_setting(spec, "shots")
+        if mitigation is None:  # an explicit object overrides the spec (tests, custom techniques)
+            mitigation = make_mitigation(job.client_mitigation(spec), device)
+        adaptive = _adaptive_shots(job, spec, device, observables, shots)
         self.evaluator = CircuitEvaluator(
             device,
             model,
@@ -80,6 +85,8 @@ class Client:
             mitigation=mitigation,
             ledger=ledger,
             runner=runner,
+            shot_allocation=job.training.shot_allocation,
+            adaptive=adaptive,
         )
         self.model = HybridModel(len(model.weights), len(observables), n_classes, seed=job.seed)
         lr = job.client_setting(spec, "learning_rate")
@@ -149,6 +156,40 @@ class Client:
         if res.error is None:
             res.params = self.model.get_flat()
         return res
+
+    def state(self) -> dict:
+        """What the client carries from one round to the next (optimizer moments, random and shot
+        states, a budget stop), for checkpoints and for Flower sites that train in a new process."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.evaluator.rng.bit_generator.state,
+            "shots": self.evaluator.shot_state(),
+            "stopped": self.stopped,
+        }
+
+    def load_state(self, saved: dict) -> None:
+        """Continue from :meth:`state`."""
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.evaluator.rng.bit_generator.state = saved["rng"]
+        self.evaluator.restore_shot_state(saved.get("shots"))
+        self.stopped = saved["stopped"]
+
+
+def _adaptive_shots(job: JobSpec, spec: ClientSpec, device: Device, observables, shots: int) -> AdaptiveShots | None:  # noqa: ANN001
+    """The client's iCANS-style shot policy, when ``training.adaptive_shots`` is on and it samples."""
+    t = job.training
+    if not (t.adaptive_shots and shots):
+        return None
+    try:
+        return AdaptiveShots(
+            shots,
+            learning_rate=job.client_setting(spec, "learning_rate"),
+            lipschitz=max(float(np.sum(np.abs(o.coeffs))) for o in observables),
+            min_shots=t.min_shots,
+            max_shots=t.max_shots or device.profile.limits.max_shots,
+        )
+    except ConfigError as err:
+        raise ConfigError(f"client {spec.name}: {err}") from err
 
 
 def _seed(seed: int, *parts: str) -> int:

@@ -44,6 +44,10 @@ class InvalidUpdate(QflhwError, ValueError):
     """A client update has NaN or infinite values or the wrong shape."""
 
 
+class MissingExtra(QflhwError, ImportError):
+    """An optional dependency is not installed, e.g. Flower: ``pip install 'qflhw[flower]'``."""
+
+
 def field_error(path: object, err: Exception, fix: str = "fix the field") -> str:
     """One line from a pydantic ValidationError: the file, the first bad field and the fix."""
     problems = err.errors() if hasattr(err, "errors") else []  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from qflhw.circuits import ModelCircuit
 from qflhw.devices import Batch, BatchItem, BatchResult, Device, ItemResult
 from qflhw.devices.measure import measurement_bases
 from qflhw.gradients import parameter_shift_plan, shift_rules, spsa_plan
+from qflhw.shots import AdaptiveShots, allocate, jacobian_variance
 from qflhw.transpile import Transpiled
 
 Runner = Callable[[Device, Batch, "int | None", Callable[[], None]], BatchResult]
@@ -30,7 +31,12 @@ the budget cannot pay for it."""
 
 
 class Mitigation(Protocol):
-    """Expand one transpiled circuit into variants, and combine their results into one."""
+    """Expand one transpiled circuit into variants, and combine their results into one.
+
+    Optional (see :mod:`qflhw.mitigation`): ``coefficients()``, each variant's weight in the
+    combined value (for shot allocation), and ``variance(results, observables)``, the variance
+    of the combined values.
+    """
 
     name: str
 
@@ -71,6 +77,8 @@ class CircuitEvaluator:
         mitigation: Mitigation | None = None,
         ledger: Ledger | None = None,
         runner: Runner = direct_runner,
+        shot_allocation: str = "uniform",
+        adaptive: AdaptiveShots | None = None,
     ):
         self.device = device
         self.model = model
@@ -85,13 +93,17 @@ class CircuitEvaluator:
         self.runner = runner
         self.transpiled = device.transpile(model.circuit)
         self.variants = mitigation.variants(self.transpiled) if mitigation else [self.transpiled]
+        self.shot_allocation = shot_allocation  # see qflhw.shots
+        self.adaptive = adaptive
+        self.item_variance: list[float] | None = None  # per-shot variance of each variant, last step
+        self._variant_seconds = [self._circuit_seconds(v) for v in self.variants]
         n_in = len(model.inputs)
         self.weight_columns = list(range(n_in, n_in + len(model.weights)))
         self.rules = shift_rules(model.circuit, model.weights)
 
-    def _circuit_seconds(self) -> float:
+    def _circuit_seconds(self, tc: Transpiled | None = None) -> float:
         durations = {(g.gate, g.qubits): g.duration for g in self.device.calibration.gates}
-        tc = self.transpiled
+        tc = tc or self.transpiled
         return float(
             sum(
                 durations.get((ci.operation.name, tuple(tc.isa.find_bit(q).index for q in ci.qubits)), 0.0)
@@ -103,7 +115,44 @@ class CircuitEvaluator:
         """Cost of one evaluation of ``n_points`` data points (used by `qflhw estimate`)."""
         rows = n_points * (self.rows_per_point() if grad else 1)
         circuits = rows * len(self.variants) * len(measurement_bases(self.observables))
-        return job_cost(self.device.profile, circuits, self.shots, self._circuit_seconds())
+        seconds = float(np.mean(self._variant_seconds))  # equal shots per variant
+        return job_cost(self.device.profile, circuits, self.shots, seconds)
+
+    def _cost(self, batch: Batch, shots: int | None) -> Cost:
+        """Exact estimate of ``batch``: items' own shots and (folded) circuit durations included."""
+        total = batch.total_shots(shots)
+        seconds = self._circuit_seconds()
+        if total:
+            nb = len(measurement_bases(self.observables))
+            weighted = sum(
+                i.num_bindings * nb * (i.shots or shots) * s for i, s in zip(batch.items, self._variant_seconds)
+            )
+            seconds = weighted / total
+        return job_cost(self.device.profile, batch.num_circuits, shots, seconds, total_shots=total)
+
+    def _allocate(self, shots: int | None, n_rows: int) -> list[int | None]:
+        """Shots per circuit of each variant this step (None: the batch's shots)."""
+        if shots is None or self.shot_allocation == "uniform" or len(self.variants) < 2:
+            return [None] * len(self.variants)
+        coefficients = getattr(self.mitigation, "coefficients", lambda: np.ones(len(self.variants)))()
+        circuits = [n_rows * len(measurement_bases(self.observables))] * len(self.variants)
+        return list(
+            allocate(
+                self.shot_allocation, shots, circuits, coefficients, self.item_variance,
+                max_shots=self.device.profile.limits.max_shots,
+            )
+        )
+
+    def shot_state(self) -> dict:
+        """What a checkpoint keeps of the shot policy (so a resumed run allocates the same)."""
+        return {"item_variance": self.item_variance, "adaptive": self.adaptive.__dict__.copy() if self.adaptive else None}
+
+    def restore_shot_state(self, state: dict | None) -> None:
+        if not state:
+            return
+        self.item_variance = state.get("item_variance")
+        if self.adaptive and state.get("adaptive"):
+            self.adaptive.__dict__.update(state["adaptive"])
 
     def rows_per_point(self) -> int:
         if self.gradient == "spsa":
@@ -124,20 +173,32 @@ class CircuitEvaluator:
         else:
             plan = parameter_shift_plan(base, self.weight_columns, self.rules)
             bindings = plan.bindings
+        shots = self.adaptive.shots() if self.adaptive and self.shots else self.shots
+        per_item = self._allocate(shots, len(bindings))
         items = tuple(
-            BatchItem(v, self.model.parameters, bindings, self.observables, tag=v.meta.get("tag", ""))
-            for v in self.variants
+            BatchItem(v, self.model.parameters, bindings, self.observables, tag=v.meta.get("tag", ""), shots=n)
+            for v, n in zip(self.variants, per_item)
         )
         batch = Batch(items, key=key)
-        cost = job_cost(self.device.profile, batch.num_circuits, self.shots, self._circuit_seconds())
-        result = self.runner(self.device, batch, self.shots, lambda: self.ledger.charge(self.client, round_, cost))
+        cost = self._cost(batch, shots)
+        result = self.runner(self.device, batch, shots, lambda: self.ledger.charge(self.client, round_, cost))
         if self.mitigation:
             values = self.mitigation.combine(result.items, self.observables)
+            combined_var = getattr(self.mitigation, "variance", None)
+            row_var = (
+                combined_var(result.items, self.observables)
+                if combined_var
+                else np.mean([r.stderr**2 for r in result.items], axis=0)
+            )
         else:
             values = result.items[0].values
-        variance = float(np.mean([np.mean(r.stderr**2) for r in result.items]))
-        info = StepInfo([result.job_id], cost, variance)
+            row_var = result.items[0].stderr ** 2
+        if shots is not None:
+            self.item_variance = [float(np.mean(r.stderr**2)) * (n or shots) for r, n in zip(result.items, per_item)]
+        info = StepInfo([result.job_id], cost, float(np.mean(row_var)))
         if plan is None:
             return values, None, info
         vals, jac = plan.combine(values)
+        if self.adaptive and shots:
+            self.adaptive.update(jac, jacobian_variance(plan, row_var), shots)
         return vals, jac, info

@@ -21,7 +21,7 @@ from qflhw import aggregation
 from qflhw.budget import Ledger
 from qflhw.circuits import build, observables
 from qflhw.client import Client, ClientResult, _seed
-from qflhw.data import federate, load_dataset
+from qflhw.data import FederatedData, federate, load_dataset
 from qflhw.devices import Device, make_device
 from qflhw.errors import ConfigError, InvalidUpdate
 from qflhw.evaluation import evaluate
@@ -55,7 +55,7 @@ class Federation:
         self.run_id = run_id or self.run_dir.name
         # Idempotency keys and shot-noise seeds derive from what the run *is*, not where it is
         # written, so the same spec and seed give the same numbers in any directory.
-        self.run_key = f"{spec.name}-seed{spec.seed}"
+        self.run_key = run_key(spec)
         self.progress = progress
         self.journal: Journal | None = None
         self._runner = runner  # None: a JournaledRunner on the run directory's journal, set in run()
@@ -63,41 +63,8 @@ class Federation:
         self.model_circuit = build(spec.model.ansatz, spec.model.qubits, spec.model.layers, spec.model.encoding)
         self.observables = observables(spec.model.observables, spec.model.qubits)
 
-        X, y = load_dataset(spec.data.dataset, classes=spec.data.classes)
-        self.n_classes = int(np.max(y)) + 1
-        d = spec.data
-        self.data = federate(
-            X,
-            y,
-            n_clients=len(spec.clients),
-            partition=d.partition,
-            alpha=d.alpha,
-            labels_per_client=d.labels_per_client,
-            test_fraction=d.test_fraction,
-            global_test_fraction=d.global_test_fraction,
-            num_features=spec.model.qubits,
-            seed=spec.seed,
-        )
-        devices = devices or {}
-        self.clients: list[Client] = []
-        for k, cs in enumerate(spec.clients):
-            dev = devices.get(cs.name) or make_device(
-                cs.device,
-                seed=_seed(spec.seed, cs.name, "device"),
-                noise_scale=cs.noise_scale,
-                calibration=cs.calibration,
-                store=self.run_dir / "fake-provider" / cs.name,
-            )
-            part = self.data.clients[k]
-            x_tr, y_tr = part.X_train, part.y_train
-            if d.max_train_per_client:
-                x_tr, y_tr = x_tr[: d.max_train_per_client], y_tr[: d.max_train_per_client]
-            self.clients.append(
-                Client(
-                    cs, spec, dev, x_tr, y_tr, self.model_circuit, self.observables, self.n_classes,
-                    run_id=self.run_key, ledger=self.ledger, runner=self._dispatch, mitigation=mitigation,
-                )
-            )
+        self.data, self.n_classes = federated_data(spec)
+        self.clients: list[Client] = self._build_clients(devices or {}, mitigation)
         self.global_model = HybridModel(len(self.model_circuit.weights), len(self.observables), self.n_classes, spec.seed)
         self.params = self.global_model.get_flat()
         self.aggregator = _make_aggregator(spec)
@@ -105,19 +72,41 @@ class Federation:
         self.next_round = 0
         self.round_hooks: list[RoundHook] = []
 
+    def _build_clients(self, devices: dict[str, Device], mitigation) -> list[Client]:  # noqa: ANN001
+        """One local client per spec entry, on its own device (a Flower server builds none)."""
+        clients = []
+        for k, cs in enumerate(self.spec.clients):
+            dev = devices.get(cs.name) or make_device(
+                cs.device,
+                seed=_seed(self.spec.seed, cs.name, "device"),
+                noise_scale=cs.noise_scale,
+                calibration=cs.calibration,
+                store=self.run_dir / "fake-provider" / cs.name,
+            )
+            x_tr, y_tr = training_rows(self.spec, self.data, k)
+            clients.append(
+                Client(
+                    cs, self.spec, dev, x_tr, y_tr, self.model_circuit, self.observables, self.n_classes,
+                    run_id=self.run_key, ledger=self.ledger, runner=self._dispatch, mitigation=mitigation,
+                )
+            )
+        return clients
+
     # ---------------------------------------------------------------- rounds
     def select(self, round_: int) -> list[Client]:
-        k = max(1, int(round(self.spec.client_fraction * len(self.clients))))
-        if k == len(self.clients):
-            return list(self.clients)
-        rng = np.random.default_rng(_seed(self.spec.seed, "select", str(round_)))
-        chosen = sorted(rng.choice(len(self.clients), size=k, replace=False))
-        return [self.clients[i] for i in chosen]
+        return [self.clients[i] for i in selected_indices(self.spec, round_)]
 
-    def run_round(self, round_: int) -> tuple[float, float]:
+    def train_selected(self, round_: int) -> list[ClientResult]:
+        """The selected clients' reports for ``round_``, in spec order; here they train in threads.
+
+        This is the one step the engines do differently: a Flower server sends it over the network.
+        """
         selected = self.select(round_)
         with ThreadPoolExecutor(max_workers=len(selected), thread_name_prefix="qfl-client") as pool:
-            results = list(pool.map(lambda c: c.train_round(self.params, round_), selected))
+            return list(pool.map(lambda c: c.train_round(self.params, round_), selected))
+
+    def run_round(self, round_: int) -> tuple[float, float]:
+        results = self.train_selected(round_)
         updates = []
         for res in results:
             if res.params is None:
@@ -126,6 +115,7 @@ class Federation:
                 updates.append(self._update(res))
             except InvalidUpdate as err:
                 res.error, res.params = str(err), None
+        updates.sort(key=lambda u: u.client)  # one summation order, however the reports arrived
         if len(updates) >= self.spec.aggregation.min_clients:
             self.params = self.aggregator.aggregate(updates, self.params)
         self.global_model.set_flat(self.params)
@@ -175,14 +165,7 @@ class Federation:
             "params": self.params,
             "rows": self.rows,
             "ledger": self.ledger.state(),
-            "clients": {
-                c.name: {
-                    "optimizer": c.optimizer.state_dict(),
-                    "rng": c.evaluator.rng.bit_generator.state,
-                    "stopped": c.stopped,
-                }
-                for c in self.clients
-            },
+            "clients": {c.name: c.state() for c in self.clients},
         }
         self.open_journal().checkpoint(round_, state)
 
@@ -198,10 +181,12 @@ class Federation:
         self.rows = list(state["rows"])
         self.ledger.restore(state["ledger"])
         for c in self.clients:
-            saved = state["clients"][c.name]
-            c.optimizer.load_state_dict(saved["optimizer"])
-            c.evaluator.rng.bit_generator.state = saved["rng"]
-            c.stopped = saved["stopped"]
+            if c.name not in state["clients"]:
+                raise ConfigError(
+                    f"{self.run_dir}: the checkpoint has no state for client {c.name} (its clients trained at "
+                    "Flower sites); start a new run instead"
+                )
+            c.load_state(state["clients"][c.name])
         return self.next_round
 
     def run(self) -> dict:
@@ -224,23 +209,24 @@ class Federation:
         self.journal = None
         return summary
 
+    def client_facts(self) -> dict[str, dict]:
+        """Each client's device facts for the summary, by name (a Flower server learns them from replies)."""
+        return {c.name: describe_client(c) for c in self.clients}
+
     def summary(self, seconds: float | None = None) -> dict:
         final = [r for r in self.rows if r["round"] == self.spec.rounds - 1]
         clients = {}
-        for c in self.clients:
-            mine = [r for r in self.rows if r["client"] == c.name]
-            spent = self.ledger.by_client.get(c.name)
-            clients[c.name] = {
-                "device": c.device.name,
-                "calibration_id": c.device.calibration.id,
+        for name, facts in self.client_facts().items():
+            mine = [r for r in self.rows if r["client"] == name]
+            spent = self.ledger.by_client.get(name)
+            facts = dict(facts)
+            stopped = facts.pop("stopped", "")
+            clients[name] = {
+                **facts,
                 "shots": spent.shots if spent else 0,
                 "cost_usd": float(spent.usd) if spent else 0.0,
-                "esp": c.evaluator.transpiled.esp,
-                "physical_qubits": list(c.evaluator.transpiled.physical_qubits),
-                "two_qubit_gates": c.evaluator.transpiled.two_qubit_gates,
-                "depth": c.evaluator.transpiled.depth,
                 "rounds_ok": sum(1 for r in mine if r["status"] == "ok"),
-                "note": c.stopped or next((r["error"] for r in reversed(mine) if r["error"]), ""),
+                "note": stopped or next((r["error"] for r in reversed(mine) if r["error"]), ""),
             }
         out = {
             "run_id": self.run_id,
@@ -274,6 +260,62 @@ def new_run_dir(spec: JobSpec, out: str | None) -> Path:
     if path.exists() and any(path.iterdir()):
         raise ConfigError(f"run directory {path} exists and is not empty; pick another --out or `qflhw resume {path}`")
     return path
+
+
+def run_key(spec: JobSpec) -> str:
+    """The prefix of every idempotency key (and so of every shot-noise seed) of a run of ``spec``."""
+    return f"{spec.name}-seed{spec.seed}"
+
+
+def federated_data(spec: JobSpec) -> tuple[FederatedData, int]:
+    """The spec's dataset split into the global test set and one partition per client, and the
+    number of classes; seeded, so a Flower site rebuilds its own partition exactly."""
+    X, y = load_dataset(spec.data.dataset, classes=spec.data.classes)
+    d = spec.data
+    data = federate(
+        X,
+        y,
+        n_clients=len(spec.clients),
+        partition=d.partition,
+        alpha=d.alpha,
+        labels_per_client=d.labels_per_client,
+        test_fraction=d.test_fraction,
+        global_test_fraction=d.global_test_fraction,
+        num_features=spec.model.qubits,
+        seed=spec.seed,
+    )
+    return data, int(np.max(y)) + 1
+
+
+def training_rows(spec: JobSpec, data: FederatedData, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Client ``k``'s training rows, capped at ``spec.data.max_train_per_client``."""
+    part, cap = data.clients[k], spec.data.max_train_per_client
+    x_tr, y_tr = part.X_train, part.y_train
+    return (x_tr[:cap], y_tr[:cap]) if cap else (x_tr, y_tr)
+
+
+def selected_indices(spec: JobSpec, round_: int) -> list[int]:
+    """Spec positions of the clients that train in ``round_``: seeded, so every engine picks the same."""
+    n = len(spec.clients)
+    k = max(1, int(round(spec.client_fraction * n)))
+    if k == n:
+        return list(range(n))
+    rng = np.random.default_rng(_seed(spec.seed, "select", str(round_)))
+    return [int(i) for i in sorted(rng.choice(n, size=k, replace=False))]
+
+
+def describe_client(c: Client) -> dict:
+    """A client's device and transpiled-circuit facts as the run summary reports them."""
+    t = c.evaluator.transpiled
+    return {
+        "device": c.device.name,
+        "calibration_id": c.device.calibration.id,
+        "esp": t.esp,
+        "physical_qubits": [int(q) for q in t.physical_qubits],
+        "two_qubit_gates": t.two_qubit_gates,
+        "depth": t.depth,
+        "stopped": c.stopped or "",
+    }
 
 
 def _make_aggregator(spec: JobSpec):

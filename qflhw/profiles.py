@@ -38,6 +38,41 @@ class Price(_Strict):
     source: str = ""
 
 
+class IBMRuntimeOptions(_Strict):
+    """Error suppression and mitigation done by Qiskit Runtime: an alternative to qflhw's own.
+
+    Unset (the default), an IBM device samples raw counts with the Runtime Sampler, so readout
+    mitigation and ZNE work exactly as on the fake twins (client side). A ``resilience_level``
+    switches to the Runtime Estimator, which returns mitigated expectation values (no counts):
+    do not combine it with a client-side ``mitigation``.
+    """
+
+    resilience_level: Literal[0, 1, 2] | None = Field(
+        default=None, description="None: Sampler (raw counts); 0/1/2: Estimator (1 = TREX readout, 2 = + ZNE)"
+    )
+    measure_mitigation: bool | None = Field(default=None, description="TREX; default from the level")
+    zne_mitigation: bool | None = Field(default=None, description="zero-noise extrapolation; default from the level")
+    zne_noise_factors: tuple[float, ...] | None = Field(default=None, description="default (1, 3, 5)")
+    zne_extrapolator: (
+        Literal["linear", "exponential", "double_exponential", "polynomial_degree_1", "polynomial_degree_2",
+                "polynomial_degree_3", "fallback"]
+        | None
+    ) = Field(default=None, description="Runtime's ZNE extrapolator; default from Runtime")
+    twirling_gates: bool | None = None
+    twirling_measure: bool | None = None
+    dynamical_decoupling: Literal["XX", "XpXm", "XY4"] | None = Field(default=None, description="DD sequence; None: off")
+
+    @property
+    def estimator(self) -> bool:
+        return self.resilience_level is not None
+
+    @property
+    def shots_factor(self) -> int:
+        """How many times the circuits run per shot requested (ZNE runs one copy per noise factor)."""
+        zne = self.zne_mitigation if self.zne_mitigation is not None else self.resilience_level == 2
+        return len(self.zne_noise_factors or (1, 3, 5)) if zne and self.estimator else 1
+
+
 class DeviceProfile(_Strict):
     name: str
     provider: Literal["fake", "ibm", "braket"]
@@ -51,12 +86,15 @@ class DeviceProfile(_Strict):
     optimization_level: int = Field(default=3, ge=0, le=3)
     limits: Limits = Limits()
     price: Price = Price()
+    runtime: IBMRuntimeOptions | None = Field(default=None, description="Qiskit Runtime mitigation (ibm only)")
     notes: str = ""
 
     @model_validator(mode="after")
     def _fake_needs_calibration(self) -> DeviceProfile:
         if self.provider == "fake" and not self.calibration:
             raise ValueError("a fake profile must name the calibration snapshot it twins")
+        if self.runtime is not None and self.provider != "ibm":
+            raise ValueError(f"[runtime] options are for IBM devices only, not provider {self.provider!r}; remove them")
         return self
 
 

@@ -47,13 +47,47 @@ class TrainingSpec(_Strict):
     spsa_epsilon: float = Field(default=0.1, gt=0)
     shots: int = Field(default=1000, ge=0, description="shots per circuit; 0 = exact expectations (fake only)")
     proximal_mu: float = Field(default=0.0, ge=0, description="FedProx proximal weight; 0 = plain local training")
+    shot_allocation: Literal["uniform", "variance-weighted"] = Field(
+        default="uniform",
+        description="split of a step's shots over its circuits (e.g. ZNE scale factors); variance-weighted puts "
+        "more where |weight| x std is larger, same total (see qflhw.shots)",
+    )
+    adaptive_shots: bool = Field(
+        default=False, description="iCANS-style shots per step from gradient variance; `shots` is the first step's"
+    )
+    min_shots: int = Field(default=16, ge=1, description="adaptive_shots: fewest shots per circuit")
+    max_shots: int | None = Field(default=None, ge=1, description="adaptive_shots: most shots per circuit; default the device limit")
+
+    @model_validator(mode="after")
+    def _shot_range(self) -> TrainingSpec:
+        if self.max_shots is not None and self.min_shots > self.max_shots:
+            raise ValueError(f"training.min_shots ({self.min_shots}) is above training.max_shots ({self.max_shots}); swap or fix them")
+        return self
+
+
+class MitigationSpec(_Strict):
+    """``[mitigation]``: error mitigation with Mitiq (see qflhw.mitigation)."""
+
+    method: Literal["none", "zne", "rem", "zne+rem"] = "none"
+    scale_factors: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0], description="ZNE noise scale factors, >= 1")
+    extrapolation: Literal["richardson", "linear", "exponential"] = "richardson"
+    folding: Literal["two-qubit", "global"] = Field(default="two-qubit", description="fold two-qubit gates only, or the whole circuit")
+    seed: int = Field(default=0, description="seed of Mitiq's random choice of gates to fold (non-odd scale factors)")
+
+    @model_validator(mode="after")
+    def _zne_settings(self) -> MitigationSpec:
+        if "zne" in self.method:
+            from qflhw.mitigation import check_zne
+
+            check_zne(self.scale_factors, self.extrapolation, self.folding)
+        return self
 
 
 class AggregationSpec(_Strict):
     method: Literal["fedavg", "noise-aware", "inverse-variance", "median", "trimmed-mean", "sporadic"] = "fedavg"
     trim_fraction: float = Field(default=0.2, ge=0, lt=0.5)
-    threshold: float = Field(default=0.5, gt=0, le=1, description="sporadic: noise level above which a client backs off")
-    mode: Literal["skip", "scale"] = "scale"
+    threshold: float = Field(default=0.5, gt=0, lt=1, description="sporadic: noise level (1 - ESP) above which a client backs off")
+    mode: Literal["skip", "scale"] = Field(default="scale", description="sporadic: drop a noisy client's update or damp it")
     min_clients: int = Field(default=1, ge=1, description="fewest reporting clients for a round to count")
 
 
@@ -78,6 +112,7 @@ class ClientSpec(_Strict):
     local_epochs: int | None = Field(default=None, ge=1)
     batch_size: int | None = Field(default=None, ge=1)
     learning_rate: float | None = Field(default=None, gt=0)
+    mitigation: MitigationSpec | None = Field(default=None, description="replaces the job's [mitigation] for this client")
 
 
 class JobSpec(_Strict):
@@ -92,6 +127,7 @@ class JobSpec(_Strict):
     aggregation: AggregationSpec = AggregationSpec()
     budget: BudgetSpec = BudgetSpec()
     resilience: ResilienceSpec = ResilienceSpec()
+    mitigation: MitigationSpec = MitigationSpec()
     clients: list[ClientSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -112,8 +148,14 @@ class JobSpec(_Strict):
         own = getattr(client, key)
         return own if own is not None else getattr(self.training, key)
 
+    def client_mitigation(self, client: ClientSpec) -> MitigationSpec:
+        """A client's own ``mitigation`` table, or the job-wide one."""
+        return client.mitigation if client.mitigation is not None else self.mitigation
+
 
 def parse_spec(raw: dict[str, Any], source: str = "<spec>") -> JobSpec:
+    if "sweep" in raw:
+        raise ConfigError(f"{source}: has a [sweep] table, so it is a study; run it with `qflhw study {source}`")
     try:
         return JobSpec.model_validate(raw)
     except ValidationError as err:

@@ -34,9 +34,21 @@ def make_device(
 ) -> Device:
     """Build the device a profile describes; ``calibration`` overrides the profile's snapshot.
 
-    ``store`` is where a fake device keeps its jobs (so a resumed run can fetch them).
+    ``store`` is where a fake device keeps its jobs (so a resumed run can fetch them), and a
+    real one its job layouts. Real QPUs (``ibm``, ``braket``) connect here with the SDK's own
+    credentials and transpile against the live calibration, saved as a dated snapshot.
     """
     prof = load_profile(profile) if isinstance(profile, str) else profile
+    if prof.provider in ("ibm", "braket"):
+        if noise_scale != 1.0:
+            from qflhw.errors import ConfigError
+
+            raise ConfigError(f"device {prof.name}: noise_scale applies to fake devices only; remove it for a real QPU")
+        if prof.provider == "ibm":
+            from qflhw.devices.ibm import connect
+        else:
+            from qflhw.devices.braket import connect
+        return connect(prof, seed=seed, calibration=calibration, store=store)
     ref = calibration or prof.calibration or f"{prof.device}/latest"
     cal = _calibration.load(ref)
     if noise_scale != 1.0:
@@ -45,10 +57,4 @@ def make_device(
         from qflhw.devices.fake import FakeDevice
 
         return FakeDevice(prof, cal, seed=seed, store=store)
-    if prof.provider == "ibm":
-        from qflhw.devices.ibm import IBMDevice
-
-        return IBMDevice(prof, cal, seed=seed)
-    from qflhw.devices.braket import BraketDevice
-
-    return BraketDevice(prof, cal, seed=seed)
+    raise AssertionError(prof.provider)

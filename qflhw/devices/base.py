@@ -36,8 +36,11 @@ class BatchItem:
     bindings: np.ndarray  # shape (n_bindings, len(parameters))
     observables: tuple[SparsePauliOp, ...]
     tag: str = ""  # e.g. "scale=3" for a ZNE variant
+    shots: int | None = None  # this item's shots per circuit when sampled; None: the batch's
 
     def __post_init__(self) -> None:
+        if self.shots is not None and self.shots < 1:
+            raise ConfigError(f"item shots must be >= 1 for {self.circuit.logical.name!r}, got {self.shots}")
         b = np.asarray(self.bindings, dtype=float)
         if b.ndim != 2 or b.shape[1] != len(self.parameters):
             raise ConfigError(
@@ -70,6 +73,17 @@ class Batch:
         from qflhw.devices.measure import measurement_bases
 
         return sum(i.num_bindings * len(measurement_bases(i.observables)) for i in self.items)
+
+    def total_shots(self, shots: int | None) -> int:
+        """Shots the batch runs when sent with ``shots`` (items' own shots take precedence)."""
+        from qflhw.devices.measure import measurement_bases
+
+        if shots is None:  # exact expectations: nothing is sampled
+            return 0
+        return sum(
+            i.num_bindings * len(measurement_bases(i.observables)) * (i.shots if i.shots is not None else shots)
+            for i in self.items
+        )
 
 
 @dataclass

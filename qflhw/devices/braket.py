@@ -1,0 +1,420 @@
+"""IonQ, IQM and Rigetti QPUs through Amazon Braket: one client step is one program-set task.
+
+Every executable of a batch (item x measurement basis x binding) is the transpiled circuit with
+its parameters bound, rotated into the basis with native gates, measured, and wrapped in a
+verbatim box on the device's physical qubits (``qiskit_braket_provider.to_braket(...,
+verbatim=True, qubit_labels=...)``), so Braket's compiler changes nothing. Binding numerically
+keeps IonQ's phase-frame rewrite (:func:`qflhw.braket_calibration.to_ionq_native`) exact and
+avoids Braket's reserved ``FreeParameter`` names (``b``, ``q``).
+
+Where the device supports program sets (``DeviceActionType.OPENQASM_PROGRAM_SET``), the batch
+is one ``ProgramSet`` task (split only past the device's executable or total-shot limits);
+otherwise ``run_batch`` sends one task per executable. The profile's ``limits.max_circuits``
+must match (the ledger charges ``ceil(executables / max_circuits)`` task fees), and is checked.
+
+Offline, inject ``braket.devices.LocalSimulator`` or
+``braket.emulation.local_emulator.LocalEmulator.from_device_properties(...)`` as ``device``: the
+same conversion, submission and parsing code runs. Credentials: the standard AWS chain (boto3).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qflhw import calibration as _calibration
+from qflhw.calibration import Calibration
+from qflhw.devices.base import Batch, BatchResult, Device, JobStatus
+from qflhw.devices.cloud import (
+    JobLayout,
+    LayoutStore,
+    adopt_snapshot,
+    digest,
+    item_results,
+    measured_circuit,
+    parameter_columns,
+    probabilities,
+    scrub,
+    wait_final,
+)
+from qflhw.errors import ConfigError, JobFailed, QflhwError, TransientBackendError
+from qflhw.profiles import DeviceProfile
+
+#: Braket task states -> ours.
+STATUS: dict[str, JobStatus] = {
+    "CREATED": "queued",
+    "QUEUED": "queued",
+    "RUNNING": "running",
+    "COMPLETED": "done",
+    "FAILED": "failed",
+    "CANCELLING": "cancelled",
+    "CANCELLED": "cancelled",
+}
+TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "ServiceQuotaExceededException",
+        "InternalServiceException",
+        "DeviceOfflineException",
+        "ServiceUnavailableException",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+_CREDENTIAL_CODES = frozenset(
+    {"AccessDeniedException", "UnrecognizedClientException", "ExpiredTokenException", "InvalidSignatureException"}
+)
+SEPARATOR = "|"  # between task ARNs of a job that needed several tasks
+
+
+def normalize_status(raw: Any) -> JobStatus:
+    name = str(raw).upper()
+    try:
+        return STATUS[name]
+    except KeyError:
+        raise JobFailed(f"unknown Braket task state {name!r}") from None
+
+
+def classify(err: BaseException, where: str) -> QflhwError:
+    """The qflhw error for an AWS/Braket exception: transient (retry) or permanent, scrubbed."""
+    if isinstance(err, QflhwError):
+        return err
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+        ReadTimeoutError,
+    )
+
+    msg = f"{where}: {type(err).__name__}: {scrub(err)}"
+    if isinstance(err, (NoCredentialsError, PartialCredentialsError, NoRegionError)):
+        return ConfigError(
+            f"{where}: no usable AWS credentials or region ({type(err).__name__}); configure the standard "
+            "AWS chain (aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+        )
+    if isinstance(err, ClientError):
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        if code in TRANSIENT_CODES:
+            return TransientBackendError(f"{msg} (retrying)")
+        if code in _CREDENTIAL_CODES:
+            return JobFailed(f"{msg} (check the AWS credentials and their Braket permissions)")
+        return JobFailed(msg)
+    if isinstance(err, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError,
+                        ConnectionError, TimeoutError)):
+        return TransientBackendError(msg)
+    return JobFailed(msg)
+
+
+def _is_aws_device(device: Any) -> bool:
+    from braket.aws import AwsDevice
+
+    return isinstance(device, AwsDevice)
+
+
+def _program_set_limits(device: Any) -> tuple[bool, int | None, int | None]:
+    """(supports program sets, max executables, max total shots) from the device's properties."""
+    from braket.device_schema import DeviceActionType
+
+    try:
+        action = device.properties.action
+    except Exception:  # noqa: BLE001 - a device without readable properties: assume no program sets
+        return False, None, None
+    ps = action.get(DeviceActionType.OPENQASM_PROGRAM_SET) if hasattr(action, "get") else None
+    if ps is None:
+        return False, None, None
+    return True, getattr(ps, "maximumExecutables", None), getattr(ps, "maximumTotalShots", None)
+
+
+def _native_gates(device: Any, profile: DeviceProfile) -> frozenset[str]:
+    try:
+        return frozenset(g.lower() for g in device.properties.paradigm.nativeGateSet)
+    except Exception:  # noqa: BLE001 - simulators have no native gate set: use the profile's
+        return frozenset(g.lower() for g in profile.native_gates)
+
+
+class BraketJob:
+    """One batch's task(s); ``result`` raises on failure or timeout, never returns None."""
+
+    def __init__(self, device: BraketDevice, tasks: list[Any], layout: JobLayout, job_id: str | None = None):
+        self.device = device
+        self.tasks = tasks
+        self.layout = layout
+        self.job_id = job_id or SEPARATOR.join(str(t.id) for t in tasks)
+        self._result: BatchResult | None = None
+
+    def _where(self) -> str:
+        return f"device {self.device.name}: task(s) {self.job_id}"
+
+    def status(self) -> JobStatus:
+        try:
+            states = [normalize_status(t.state()) for t in self.tasks]
+        except Exception as err:  # noqa: BLE001
+            raise classify(err, self._where()) from err
+        for final in ("failed", "cancelled"):
+            if final in states:
+                return final  # type: ignore[return-value]
+        if all(s == "done" for s in states):
+            return "done"
+        return "running" if "running" in states or "done" in states else "queued"
+
+    def _failure(self) -> str:
+        reasons = []
+        for t in self.tasks:
+            try:
+                meta = t.metadata()
+                reasons.append(str(meta.get("failureReason") or meta.get("status") or ""))
+            except Exception:  # noqa: BLE001 - the reason is a courtesy
+                continue
+        return scrub("; ".join(r for r in reasons if r)) or "no reason given"
+
+    def result(self, timeout: float | None = None) -> BatchResult:
+        if self._result is not None:
+            return self._result
+        state = wait_final(self.status, timeout, self.device.poll_interval, self._where())
+        if state != "done":
+            raise JobFailed(f"{self._where()} {state}: {self._failure()}")
+        dists = []
+        try:
+            for t in self.tasks:
+                res = t.result()
+                if res is None:  # the SDK's way of saying "no result" (failed, cancelled, timed out)
+                    raise JobFailed(f"{self._where()}: task {t.id} gave no result: {self._failure()}")
+                dists.extend(self._distributions(res, len(dists)))
+        except Exception as err:  # noqa: BLE001
+            raise classify(err, self._where()) from err
+        self._result = BatchResult(
+            items=item_results(self.layout, dists),
+            job_id=self.job_id,
+            device=self.device.name,
+            calibration_id=self.layout.calibration_id,
+            shots=self.layout.shots,
+            metadata={"provider": "braket", "tasks": len(self.tasks), "local": not self.device.remote},
+        )
+        return self._result
+
+    def _distributions(self, res: Any, start: int) -> list[np.ndarray]:
+        """Outcome distributions of one task's executables (program set or single circuit)."""
+        entries = [e.entries[0] for e in res.entries] if hasattr(res, "entries") else [res]
+        per_exec = [(it, k) for it in self.layout.items for _ in it.bases for k in range(it.num_bindings)]
+        out = []
+        for j, entry in enumerate(entries):
+            it = per_exec[start + j][0]
+            measured = [int(q) for q in entry.measured_qubits]
+            cols = [measured.index(label) for label in it.measured]
+            bits = np.asarray(entry.measurements, dtype=np.int64)[:, cols]
+            out.append(probabilities(bits @ (1 << np.arange(len(cols), dtype=np.int64)), it.num_qubits))
+        return out
+
+
+class BraketDevice(Device):
+    """A client's Braket QPU (``AwsDevice``) or a local stand-in (``LocalSimulator``, ``LocalEmulator``).
+
+    ``store``: folder for job layouts (fetching a job by its task ARN from a later process).
+    ``task_factory``: how a task is rebuilt from its ARN (default ``AwsQuantumTask``; tests inject).
+    """
+
+    def __init__(
+        self,
+        profile: DeviceProfile,
+        calibration: Calibration,
+        *,
+        device: Any,
+        seed: int = 1234,
+        store: Path | None = None,
+        poll_interval: float | None = None,
+        task_factory: Any = None,
+    ):
+        super().__init__(profile, calibration, seed=seed)
+        from qflhw.braket_calibration import qubit_labels
+
+        self.device = device
+        self.remote = _is_aws_device(device)
+        self.labels = qubit_labels(calibration)
+        self.natives = _native_gates(device, profile)
+        self.program_sets, dev_max, self.max_total_shots = _program_set_limits(device)
+        limit = profile.limits.max_circuits
+        if self.program_sets and dev_max is not None and dev_max < limit:
+            raise ConfigError(
+                f"profile {profile.name}: limits.max_circuits = {limit} but {profile.device} takes at most "
+                f"{dev_max} executables per program set; set limits.max_circuits = {dev_max} so the budget counts tasks"
+            )
+        if not self.program_sets and limit != 1:
+            raise ConfigError(
+                f"profile {profile.name}: {profile.device} runs no program sets, so every executable is a task; "
+                "set limits.max_circuits = 1 so the budget charges each task fee"
+            )
+        self.max_executables = limit
+        self.layouts = LayoutStore(store)
+        self.poll_interval = poll_interval if poll_interval is not None else (5.0 if self.remote else 0.01)
+        self._task_factory = task_factory
+        self._circuits: dict[tuple[int, str], Any] = {}
+        self._jobs: dict[str, BraketJob] = {}
+        self._lock = threading.Lock()
+        self.submissions = 0  # jobs (batches) this object sent
+        self.tasks_sent = 0  # Braket tasks created
+
+    # ------------------------------------------------------------------ circuits
+    def _native(self, circuit):  # noqa: ANN001, ANN202
+        """A bound circuit in the snapshot's qiskit basis -> the device's Braket native gates."""
+        if "gpi2" in self.natives:
+            from qflhw.braket_calibration import to_ionq_native
+
+            return to_ionq_native(circuit)[0]
+        if "rx" in self.natives and not {"sx", "x"} & self.natives:
+            from qiskit.circuit.library import RXGate
+
+            out = circuit.copy_empty_like()
+            for ci in circuit.data:
+                op = ci.operation
+                if op.name in ("sx", "x"):
+                    op = RXGate(np.pi / 2 if op.name == "sx" else np.pi)
+                out.append(op, ci.qubits, ci.clbits)
+            return out
+        return circuit
+
+    def _measured(self, tc, basis: str):  # noqa: ANN001, ANN202
+        key = (id(tc), basis)
+        hit = self._circuits.get(key)
+        if hit is None:
+            circ = measured_circuit(tc, basis, self.calibration, tc.physical_qubits)
+            self._circuits[key] = hit = (tc, circ)  # keep tc alive: its id stays unique
+        return hit[1]
+
+    def executables(self, batch: Batch) -> list[tuple[Any, int]]:
+        """(Braket verbatim circuit, shots) per executable, in :class:`JobLayout` order."""
+        from qiskit_braket_provider import to_braket
+
+        from qflhw.devices.measure import measurement_bases
+
+        out = []
+        for item in batch.items:
+            tc = item.circuit
+            labels = [self.labels[p] for p in tc.physical_qubits]
+            for basis in measurement_bases(item.observables):
+                circ = self._measured(tc, basis)
+                cols = parameter_columns(circ, item.parameters, tc.logical.name)
+                for row in item.bindings:
+                    bound = circ.assign_parameters(dict(zip(circ.parameters, row[cols]))) if cols else circ
+                    with warnings.catch_warnings():  # "device does not support global phase": irrelevant here
+                        warnings.simplefilter("ignore")
+                        out.append((to_braket(self._native(bound), verbatim=True, qubit_labels=labels), item.shots))
+        return out
+
+    # ------------------------------------------------------------------ submission
+    def _chunks(self, execs: list[tuple[Any, int]], shots: int) -> list[tuple[list[Any], int]]:
+        """Executables grouped into tasks: one per shot count, split at the device's limits."""
+        groups: dict[int, list[Any]] = {}
+        for circ, own in execs:
+            groups.setdefault(own if own is not None else shots, []).append(circ)
+        chunks = []
+        for s, circs in groups.items():
+            size = self.max_executables if self.program_sets else 1
+            if self.program_sets and self.max_total_shots:
+                size = max(1, min(size, self.max_total_shots // s))
+            chunks.extend((circs[i : i + size], s) for i in range(0, len(circs), size))
+        return chunks
+
+    def submit(self, batch: Batch, shots: int | None) -> BraketJob:
+        if not shots or shots < 1:
+            raise ConfigError(f"device {self.name}: Braket devices sample; set training.shots >= 1 (0 means exact, fake only)")
+        layout = JobLayout.of(batch, shots, device=self.name, calibration_id=self.calibration.id, labels=self.labels)
+        where = f"device {self.name}: submitting {batch.key or 'a batch'}"
+        execs = self.executables(batch)
+        chunks = self._chunks(execs, shots)
+        charged = max(1, -(-len(execs) // self.profile.limits.max_circuits))
+        if len(chunks) > charged:
+            raise ConfigError(
+                f"{where}: needs {len(chunks)} tasks (shot counts {sorted({s for _, s in chunks})}, device limits) but "
+                f"the budget charged {charged}; use one shot count per step (training.shot_allocation) or raise "
+                "limits.max_circuits only as far as the device allows"
+            )
+        kwargs = {"tags": {"qflhw": "1", "qflhw-key": digest(batch.key)}} if self.remote and batch.key else {}
+        with self._lock:
+            self.layouts.before_submit(layout)
+            tasks = []
+            try:
+                if self.program_sets:
+                    from braket.program_sets import ProgramSet
+
+                    for circs, s in chunks:
+                        ps = ProgramSet(circs, shots_per_executable=s)
+                        tasks.append(self.device.run(ps, shots=ps.total_shots, **kwargs))
+                else:
+                    for s in sorted({s for _, s in chunks}):
+                        circs = [c for cs, s2 in chunks if s2 == s for c in cs]
+                        tasks.extend(self.device.run_batch(circs, shots=s, **kwargs).tasks)
+            except Exception as err:  # noqa: BLE001
+                self.tasks_sent += len(tasks)
+                if tasks:  # part of the job went out: it is paid for, but cannot be completed
+                    raise JobFailed(f"{where}: only {len(tasks)} of {len(chunks)} tasks were created: {classify(err, where)}") from err
+                raise classify(err, where) from err
+            self.tasks_sent += len(tasks)
+            self.submissions += 1
+            handle = BraketJob(self, tasks, layout)
+            self.layouts.submitted(handle.job_id, layout)
+            self._jobs[handle.job_id] = handle
+        return handle
+
+    # ------------------------------------------------------------------ fetching
+    def job(self, job_id: str) -> BraketJob:
+        """An earlier job by its task ARN(s): this process's, or (remote) rebuilt with ``AwsQuantumTask``."""
+        if job_id in self._jobs:
+            return self._jobs[job_id]
+        where = f"device {self.name}: task(s) {job_id}"
+        if not self.remote:
+            raise JobFailed(f"{where}: local tasks are kept only in the process that ran them")
+        layout = self.layouts.by_job(job_id)
+        if layout is None:
+            raise JobFailed(f"{where}: no stored layout for it, so its results cannot be read; it will be sent again")
+        factory = self._task_factory
+        if factory is None:
+            from braket.aws import AwsQuantumTask as factory  # noqa: N813
+        try:
+            tasks = [factory(arn) for arn in job_id.split(SEPARATOR)]
+        except Exception as err:  # noqa: BLE001
+            raise classify(err, where) from err
+        return BraketJob(self, tasks, layout, job_id)
+
+
+def connect(
+    profile: DeviceProfile,
+    *,
+    seed: int = 1234,
+    calibration: str | None = None,
+    store: Path | None = None,
+    device: Any = None,
+    calibration_root: Path | None = None,
+) -> BraketDevice:
+    """Open the ``AwsDevice`` of the profile's ARN and snapshot its live properties."""
+    where = f"device {profile.name} (Braket {profile.device})"
+    try:
+        if device is None:
+            from braket.aws import AwsDevice
+
+            device = AwsDevice(profile.device)  # standard AWS credential chain; region from the ARN
+        status = str(getattr(device, "status", "ONLINE")).upper()
+        if status == "RETIRED":
+            raise ConfigError(f"{where} is retired; pick a current device profile (see `qflhw devices`)")
+        if calibration:
+            cal = _calibration.load(calibration)
+        else:
+            from qflhw.braket_calibration import from_braket_properties
+
+            live = from_braket_properties(
+                device.properties, device=profile.name, kind="live", source=f"AwsDevice({profile.device}).properties"
+            )
+            cal = adopt_snapshot(live, calibration_root)
+    except QflhwError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise classify(err, where) from err
+    return BraketDevice(profile, cal, device=device, seed=seed, store=store)
