@@ -59,16 +59,19 @@ def test_sigkill_and_resume_pay_once_and_match(spec_path, uninterrupted, tmp_pat
     proc = _cli("run", str(spec_path), "--out", str(run_dir))
     kills = 0
     while True:
-        delay = float(rng.uniform(8.0, 16.0))
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
+        # kill after a random number (1-3) of new jobs reached the provider: mid-round, mid-run
+        target = len(_submitted_keys(run_dir)) + int(rng.integers(1, 4))
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and len(_submitted_keys(run_dir)) < target and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if proc.poll() is None:
+            time.sleep(float(rng.uniform(0, 0.3)))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
         if (run_dir / "summary.json").is_file() and proc.returncode == 0:
             break
-        assert kills < 20, "the run never finished"
+        assert kills < 30, "the run never finished"
         if not (run_dir / "spec.toml").is_file():  # killed before the run directory existed
             proc = _cli("run", str(spec_path), "--out", str(run_dir))
         else:
@@ -82,7 +85,9 @@ def test_sigkill_and_resume_pay_once_and_match(spec_path, uninterrupted, tmp_pat
     assert sent and max(Counter(sent).values()) == 1
     assert sorted(sent) == sorted(_submitted_keys(base_dir))
     j = Journal(run_dir)
-    assert set(j.attempts().values()) == {1}
+    # the journal knows every job; an attempt cut off before the provider got it may be counted
+    # twice there, but it never reached the provider twice (checked above)
+    assert set(j.attempts()) == set(sent)
     j.close()
 
 
