@@ -54,7 +54,7 @@ def field_error(path: object, err: Exception, fix: str = "fix the field") -> str
     if not problems:
         return f"{path}: {err}"
     first = problems[0]
-    where = ".".join(str(p) for p in first["loc"])
+    where = ".".join(str(p) for p in first["loc"]).encode("unicode_escape").decode("ascii")  # keys may hold newlines
     msg = str(first["msg"]).removeprefix("Value error, ")
     more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
     return f"{path}: {'field ' + where + ': ' if where else ''}{msg}{more}; {fix}"
