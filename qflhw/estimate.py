@@ -145,36 +145,19 @@ def estimate_spec(spec: JobSpec) -> RunEstimate:
     """Price every client of ``spec`` for one round and for the run (see the module docstring)."""
     from qflhw.circuits import build, observables
     from qflhw.client import Client, _seed
-    from qflhw.data import federate, load_dataset
     from qflhw.executor import direct_runner
+    from qflhw.federation import federated_data, training_rows
 
     model = build(spec.model.ansatz, spec.model.qubits, spec.model.layers, spec.model.encoding)
     obs = observables(spec.model.observables, spec.model.qubits)
-    X, y = load_dataset(spec.data.dataset, classes=spec.data.classes)
-    d = spec.data
-    data = federate(
-        X,
-        y,
-        n_clients=len(spec.clients),
-        partition=d.partition,
-        alpha=d.alpha,
-        labels_per_client=d.labels_per_client,
-        test_fraction=d.test_fraction,
-        global_test_fraction=d.global_test_fraction,
-        num_features=spec.model.qubits,
-        seed=spec.seed,
-    )
-    n_classes = int(np.max(y)) + 1
+    data, n_classes = federated_data(spec)
     rounds = selected_rounds(spec)
     out = RunEstimate(spec.name, spec.rounds, Decimal(str(spec.budget.max_usd)))
     for k, cs in enumerate(spec.clients):
         profile = load_profile(cs.device)
         cal = estimate_calibration(profile, cs.calibration)
         device = PricingDevice(profile, cal, seed=_seed(spec.seed, cs.name, "device"))
-        part = data.clients[k]
-        x_tr, y_tr = part.X_train, part.y_train
-        if d.max_train_per_client:
-            x_tr, y_tr = x_tr[: d.max_train_per_client], y_tr[: d.max_train_per_client]
+        x_tr, y_tr = training_rows(spec, data, k)
         client = Client(
             cs, spec, device, x_tr, y_tr, model, obs, n_classes,
             run_id="estimate", ledger=Ledger(), runner=direct_runner,
