@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,14 @@ def tiny_spec(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_SPEC)
     return path
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to connect a socket fails the test: everything here is offline."""
+
+    def refuse(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        raise AssertionError(f"test tried to open a network connection to {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)

@@ -7,7 +7,6 @@ simulation), noiseless statevectors, hand-made measurement records, the SDK's ow
 from __future__ import annotations
 
 import re
-import socket
 import tomllib
 from pathlib import Path
 from unittest.mock import Mock, create_autospec
@@ -29,37 +28,23 @@ from qflhw.devices.braket import BraketDevice, classify, connect, normalize_stat
 from qflhw.errors import ConfigError, JobFailed, TransientBackendError
 from qflhw.profiles import load_profile
 
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any attempt to connect a socket fails the test: everything here is offline."""
-
-    def refuse(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        raise AssertionError(f"test tried to open a network connection to {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-
+pytestmark = pytest.mark.usefixtures("no_network")  # everything here is offline
 
 def _caps(twin: str):
     return load_braket_properties(properties_path(twin).read_text())
-
 
 @pytest.fixture(scope="module")
 def model():
     return build("rot-crx", 2, 1)
 
-
 def _batch(dev, model, bindings, obs, key=""):
     return Batch((BatchItem(dev.transpile(model.circuit), model.parameters, bindings, tuple(obs)),), key=key)
-
 
 def _ideal(model, bindings, obs):
     return np.array(
         [[Statevector(model.circuit.assign_parameters(dict(zip(model.parameters, b)))).expectation_value(o).real
           for o in obs] for b in bindings]
     )
-
 
 # ------------------------------------------------------------------------------ local end to end
 def test_local_emulator_matches_the_fake_device(model):
@@ -77,7 +62,6 @@ def test_local_emulator_matches_the_fake_device(model):
     res = job.result(timeout=120)
     assert job.status() == "done" and dev.tasks_sent == 1 and res.metadata["tasks"] == 1
     assert np.all(np.abs(res.items[0].values - exact) <= 4 * res.items[0].stderr + 0.05)
-
 
 @pytest.mark.parametrize("profile, twin, gates", [
     ("ionq_forte-1", "ionq_forte-1", {"gpi", "gpi2", "ms"}),
@@ -103,7 +87,6 @@ def test_native_verbatim_programs_are_exact_on_a_noiseless_simulator(model, prof
     res = dev.run(batch, shots=4000)
     assert np.all(np.abs(res.items[0].values - _ideal(model, bindings, obs)) <= 4.5 * res.items[0].stderr + 1e-3)
 
-
 # ------------------------------------------------------------------------------ status and errors
 @pytest.mark.parametrize("raw, expected", [
     ("CREATED", "queued"), ("QUEUED", "queued"), ("RUNNING", "running"), ("COMPLETED", "done"),
@@ -112,13 +95,10 @@ def test_native_verbatim_programs_are_exact_on_a_noiseless_simulator(model, prof
 def test_status_normalization(raw, expected):
     assert normalize_status(raw) == expected
 
-
 def _client_error(code: str, message: str = "boom") -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": message}}, "CreateQuantumTask")
 
-
 SECRET = "aws-secret-PLANTED-9d2b"
-
 
 @pytest.mark.parametrize("err, expected", [
     (_client_error("ThrottlingException"), TransientBackendError),
@@ -140,7 +120,6 @@ def test_error_classification_and_no_secrets(monkeypatch, err, expected):
     out = classify(err, "device x")
     assert type(out) is expected
     assert SECRET not in str(out) and "AKIAPLANTED000000001" not in str(out)
-
 
 # ------------------------------------------------------------------------------ cloud, faked SDK
 class Cloud:
@@ -199,7 +178,6 @@ class Cloud:
 
     first_physical = 0
 
-
 def test_cloud_one_program_set_task_per_batch(tmp_path, model):
     c = Cloud(tmp_path)
     dev = c.device
@@ -217,7 +195,6 @@ def test_cloud_one_program_set_task_per_batch(tmp_path, model):
     np.testing.assert_allclose(res.items[0].values, np.tile([-1.0, 1.0, -1.0], (3, 1)))
     assert res.metadata == {"provider": "braket", "tasks": 1, "local": False}
 
-
 def test_cloud_fetch_by_task_arn_from_another_process(tmp_path, model):
     c = Cloud(tmp_path)
     batch = _batch(c.device, model, np.zeros((2, len(model.parameters))), z_observables(2), key="run/r0/a/s0")
@@ -232,7 +209,6 @@ def test_cloud_fetch_by_task_arn_from_another_process(tmp_path, model):
     with pytest.raises(JobFailed, match="no stored layout"):
         later.job("arn:aws:braket:eu-north-1:123:quantum-task/unknown")
 
-
 def test_device_without_program_sets_runs_a_batch_of_tasks(tmp_path, model):
     caps = _caps("iqm_garnet").copy(deep=True)
     del caps.action["braket.ir.openqasm.program_set"]
@@ -246,7 +222,6 @@ def test_device_without_program_sets_runs_a_batch_of_tasks(tmp_path, model):
     assert c.aws.run_batch.call_count == 1 and len(c.tasks) == 2 and job.job_id.count("|") == 1
     np.testing.assert_allclose(job.result().items[0].values, [[-1.0, 1.0]] * 2)
 
-
 def test_too_many_shots_for_one_program_set_is_refused_before_sending(tmp_path, model):
     caps = _caps("iqm_garnet").copy(deep=True)
     caps.action["braket.ir.openqasm.program_set"].maximumTotalShots = 10
@@ -255,7 +230,6 @@ def test_too_many_shots_for_one_program_set_is_refused_before_sending(tmp_path, 
     with pytest.raises(ConfigError, match="tasks"):
         c.device.submit(batch, shots=7)
     assert c.aws.run.call_count == 0
-
 
 @pytest.mark.parametrize("where, err, expected", [
     ("run", _client_error("ThrottlingException"), TransientBackendError),
@@ -278,7 +252,6 @@ def test_cloud_error_classes(tmp_path, model, where, err, expected):
         job.result(timeout=5)
     assert info.value.__cause__ is err
 
-
 @pytest.mark.parametrize("states, match", [(("FAILED",), "failed: bad circuit"), (("CANCELLED",), "cancelled")])
 def test_failed_and_cancelled_tasks_are_permanent(tmp_path, model, monkeypatch, states, match):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
@@ -287,7 +260,6 @@ def test_failed_and_cancelled_tasks_are_permanent(tmp_path, model, monkeypatch, 
     with pytest.raises(JobFailed, match=match) as info:
         job.result(timeout=5)
     assert SECRET not in str(info.value)  # the task's failure reason is scrubbed
-
 
 def test_no_result_and_wait_timeout(tmp_path, model, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
@@ -302,7 +274,6 @@ def test_no_result_and_wait_timeout(tmp_path, model, monkeypatch):
     with pytest.raises(TransientBackendError, match="still queued"):
         job.result(timeout=0.05)
 
-
 def test_connect_snapshots_live_properties_and_refuses_retired(tmp_path):
     aws = create_autospec(AwsDevice, instance=True)
     aws.properties, aws.status = _caps("iqm_garnet"), "ONLINE"
@@ -316,7 +287,6 @@ def test_connect_snapshots_live_properties_and_refuses_retired(tmp_path):
     aws.status = "RETIRED"
     with pytest.raises(ConfigError, match="retired"):
         connect(load_profile("iqm_garnet"), device=aws, calibration_root=root)
-
 
 TINY_BRAKET = """
 name = "braket-count"
@@ -345,7 +315,6 @@ max_usd = 1000.0
 name = "a"
 device = "iqm_garnet"
 """
-
 
 def test_federation_issues_one_task_per_client_per_step(tmp_path):
     from qflhw.federation import Federation

@@ -6,7 +6,6 @@ independent compact simulator), from hand-made counts, or from the SDK's own exc
 
 from __future__ import annotations
 
-import socket
 import tomllib
 from pathlib import Path
 from unittest.mock import create_autospec
@@ -36,32 +35,20 @@ from qflhw.devices import Batch, BatchItem, make_device
 from qflhw.devices.ibm import IBMDevice, classify, connect, normalize_status
 from qflhw.errors import ConfigError, JobFailed, TransientBackendError
 from qflhw.profiles import load_profile
+from conftest import TINY_SPEC
 
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any attempt to connect a socket fails the test: everything here is offline."""
-
-    def refuse(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        raise AssertionError(f"test tried to open a network connection to {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-
+pytestmark = pytest.mark.usefixtures("no_network")  # everything here is offline
 
 @pytest.fixture(scope="module")
 def torino():
     return cal_mod.load("ibm_torino/latest")
 
-
 @pytest.fixture(scope="module")
 def model():
     return build("rot-crx", 2, 1)
 
-
 def _batch(dev, model, bindings, obs, key=""):
     return Batch((BatchItem(dev.transpile(model.circuit), model.parameters, bindings, tuple(obs)),), key=key)
-
 
 # ------------------------------------------------------------------------------ local testing mode
 def test_local_mode_matches_the_fake_device_within_shot_noise(torino):
@@ -82,7 +69,6 @@ def test_local_mode_matches_the_fake_device_within_shot_noise(torino):
     assert np.all(np.abs(item.values - exact) <= 4.5 * item.stderr + 1e-3)
     assert res.calibration_id == torino.id
 
-
 def test_one_runtime_batch_per_round_and_one_job_per_step(torino, model):
     dev = IBMDevice(load_profile("ibm_torino"), torino)
     b = np.zeros((2, len(model.parameters)))
@@ -92,16 +78,14 @@ def test_one_runtime_batch_per_round_and_one_job_per_step(torino, model):
     # parameters all zero: the state stays |00>, so Z is near +1 on both qubits (readout error only)
     res = dev.run(_batch(dev, model, b, z_observables(2), key="run/r1/a/s1"), shots=400)
     assert np.all(res.items[0].values > 0.8)
-    with pytest.raises(JobFailed, match="local-mode jobs"):
+    with pytest.raises(JobFailed, match="local jobs are kept only"):
         dev.job("no-such-job")
     assert dev.find("run/r1/a/s1") is None
-
 
 def test_shots_are_required(torino, model):
     dev = IBMDevice(load_profile("ibm_torino"), torino)
     with pytest.raises(ConfigError, match="shots"):
         dev.submit(_batch(dev, model, np.zeros((1, len(model.parameters))), z_observables(2)), shots=None)
-
 
 def test_runtime_estimator_path_runs_locally(torino, model):
     """``[runtime] resilience_level`` switches to the executor Estimator (values, no counts)."""
@@ -116,7 +100,6 @@ def test_runtime_estimator_path_runs_locally(torino, model):
     item = res.items[0]
     assert res.metadata["primitive"] == "estimator" and item.distributions == []
     assert np.all(np.abs(item.values - exact) <= 4.5 * item.stderr + 2e-3)
-
 
 # ------------------------------------------------------------------------------ status and errors
 @pytest.mark.parametrize(
@@ -139,9 +122,7 @@ def test_runtime_estimator_path_runs_locally(torino, model):
 def test_status_normalization(raw, expected):
     assert normalize_status(raw) == expected
 
-
 TOKEN = "ibmtok-PLANTED-5f1c9e"
-
 
 @pytest.mark.parametrize(
     "err, fetching, expected",
@@ -167,13 +148,11 @@ def test_error_classification_and_no_secrets(monkeypatch, err, fetching, expecte
     assert type(out) is expected
     assert TOKEN not in str(out) and "abc123" not in str(out)
 
-
 def test_missing_account_is_a_config_error():
     from qiskit_ibm_runtime.accounts.exceptions import AccountNotFoundError
 
     out = classify(AccountNotFoundError("Unable to find account."), "device x")
     assert isinstance(out, ConfigError) and "QISKIT_IBM_TOKEN" in str(out)
-
 
 # ------------------------------------------------------------------------------ cloud, faked SDK
 def _sampler_result(pubs, outcome: int = 0b01) -> PrimitiveResult:
@@ -186,7 +165,6 @@ def _sampler_result(pubs, outcome: int = 0b01) -> PrimitiveResult:
             bits[..., i] = (outcome >> i) & 1
         results.append(SamplerPubResult(DataBin(c=BitArray.from_bool_array(bits, order="little"), shape=(nb,)), {}))
     return PrimitiveResult(results, {})
-
 
 class Cloud:
     """An IBMDevice wired to autospecced Runtime classes; jobs finish after one QUEUED poll."""
@@ -223,7 +201,6 @@ class Cloud:
     def cal(self):
         return cal_mod.load("ibm_torino/latest")
 
-
 def test_cloud_submit_status_result(tmp_path, model):
     c = Cloud(None, tmp_path)
     dev = c.device
@@ -250,7 +227,6 @@ def test_cloud_submit_status_result(tmp_path, model):
     np.testing.assert_allclose(res.items[0].stderr, 0.0)
     assert res.metadata == {"provider": "ibm", "primitive": "sampler", "local": False}
 
-
 def test_cloud_fetch_by_id_from_another_process(tmp_path, model):
     c = Cloud(None, tmp_path)
     bindings = np.zeros((2, len(model.parameters)))
@@ -269,7 +245,6 @@ def test_cloud_fetch_by_id_from_another_process(tmp_path, model):
     assert "qflhw-key-" in c.service.jobs.call_args.kwargs["job_tags"][1]
     c.service.jobs.return_value = []
     assert later.find("run/r0/a/s0") is None
-
 
 @pytest.mark.parametrize(
     "where, err, expected",
@@ -309,7 +284,6 @@ def test_cloud_error_classes(tmp_path, model, where, err, expected):
         job.result(timeout=5)
     assert info.value.__cause__ is err
 
-
 def test_cloud_cancelled_failed_and_wait_timeout(tmp_path, model):
     batch = lambda dev: _batch(dev, model, np.zeros((1, len(model.parameters))), z_observables(2), key="run/r0/a/s0")  # noqa: E731
     c = Cloud(None, tmp_path, statuses=("CANCELLED",))
@@ -318,7 +292,6 @@ def test_cloud_cancelled_failed_and_wait_timeout(tmp_path, model):
     c = Cloud(None, tmp_path, statuses=("QUEUED",) * 10_000)
     with pytest.raises(TransientBackendError, match="still queued"):
         c.device.submit(batch(c.device), shots=5).result(timeout=0.05)
-
 
 def test_connect_saves_a_live_snapshot_once(tmp_path):
     from qiskit_ibm_runtime.fake_provider import FakeTorino
@@ -340,39 +313,14 @@ def test_connect_saves_a_live_snapshot_once(tmp_path):
     assert dev2.calibration.id == dev.calibration.id
     service.backend.assert_called_with("ibm_torino")
 
-
 # ------------------------------------------------------------------------------ a federated round
-TINY_IBM = """
-name = "ibm-count"
-seed = 3
-rounds = 2
-
-[data]
-dataset = "digits"
-classes = [0, 1]
-max_train_per_client = 8
-
-[model]
-qubits = 2
-layers = 1
-
-[training]
-batch_size = 4
-learning_rate = 0.1
-shots = 64
-
-[budget]
-max_usd = 10000.0
-
-[[clients]]
-name = "a"
-device = "ibm_fez"
-
-[[clients]]
-name = "b"
-device = "ibm_torino"
-"""
-
+TINY_IBM = (
+    TINY_SPEC.replace('name = "tiny"', 'name = "ibm-count"')
+    .replace("shots = 200", "shots = 64")
+    .replace('"fake_fez"', '"ibm_fez"')
+    .replace('"fake_kyiv"', '"ibm_torino"')
+    + "\n[budget]\nmax_usd = 10000.0\n"
+)
 
 def test_federation_issues_one_job_per_client_per_step(tmp_path):
     """Client a runs in local testing mode, client b against the faked cloud: 2 steps x 2 rounds each."""

@@ -12,33 +12,9 @@ from qflhw.cli import main
 from qflhw.errors import ConfigError
 from qflhw.study import expand, load_study
 
-BASE = """
-name = "tiny"
-seed = 3
-rounds = 2
+from conftest import TINY_SPEC
 
-[data]
-dataset = "digits"
-classes = [0, 1]
-max_train_per_client = 8
-
-[model]
-qubits = 2
-layers = 1
-
-[training]
-batch_size = 4
-learning_rate = 0.1
-shots = 200
-
-[[clients]]
-name = "a"
-device = "fake_fez"
-
-[[clients]]
-name = "b"
-device = "fake_kyiv"
-"""
+BASE = TINY_SPEC  # 2 clients on fake_fez / fake_kyiv, 2 rounds, 8 rows each
 
 
 def _raw(sweep: str) -> dict:

@@ -370,11 +370,7 @@ class BraketDevice(Device):
         if job_id in self._jobs:
             return self._jobs[job_id]
         where = f"device {self.name}: task(s) {job_id}"
-        if not self.remote:
-            raise JobFailed(f"{where}: local tasks are kept only in the process that ran them")
-        layout = self.layouts.by_job(job_id)
-        if layout is None:
-            raise JobFailed(f"{where}: no stored layout for it, so its results cannot be read; it will be sent again")
+        layout = self.layouts.for_earlier_job(job_id, where, remote=self.remote)
         factory = self._task_factory
         if factory is None:
             from braket.aws import AwsQuantumTask as factory  # noqa: N813

@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 from qiskit.circuit import ClassicalRegister, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
-from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager
 
 from qflhw.calibration import Calibration, calibration_root
 from qflhw.devices.base import FINAL_STATES, Batch, ItemResult, JobStatus
-from qflhw.devices.measure import expectations, measurement_bases
+from qflhw.devices.measure import basis_rotation, expectations, measurement_bases
 from qflhw.errors import CalibrationError, ConfigError, JobFailed, TransientBackendError
 from qflhw.target import to_target
 from qflhw.transpile import Transpiled
@@ -211,21 +210,22 @@ class LayoutStore:
         text = self._get("key:" + key)
         return JobLayout.from_json(text) if text else None
 
+    def for_earlier_job(self, job_id: str, where: str, *, remote: bool) -> JobLayout:
+        """The stored layout of a job another process sent, needed to read its results back.
+
+        Local-mode jobs (Runtime local mode, Braket local simulators) live only in their process,
+        and a job without a stored layout cannot be decoded: both are a :class:`JobFailed`, which
+        makes the runner send the step again.
+        """
+        if not remote:
+            raise JobFailed(f"{where}: local jobs are kept only in the process that ran them")
+        layout = self.by_job(job_id)
+        if layout is None:
+            raise JobFailed(f"{where}: no stored layout for it, so its results cannot be read; it will be sent again")
+        return layout
+
 
 # ------------------------------------------------------------------------------------ circuits
-def _basis_rotation(num: int, basis: str) -> QuantumCircuit:
-    """H / S^dagger H on the logical qubits whose letter in ``basis`` (qubit 0 rightmost) is X / Y."""
-    rot = QuantumCircuit(num)
-    for pos, ch in enumerate(basis):
-        q = num - 1 - pos
-        if ch == "X":
-            rot.h(q)
-        elif ch == "Y":
-            rot.sdg(q)
-            rot.h(q)
-    return rot
-
-
 def placed_circuit(
     tc: Transpiled, calibration: Calibration, space: Sequence[int] | None = None
 ) -> tuple[QuantumCircuit, list[int]]:
@@ -252,15 +252,9 @@ def measured_circuit(
     Bit i of ``c`` measures logical qubit i, so outcome indices follow :mod:`qflhw.devices.measure`.
     """
     out, finals = placed_circuit(tc, calibration, space)
-    rot = _basis_rotation(len(finals), basis)
+    rot = basis_rotation(basis, to_target(calibration, tc.final_physical))
     if rot.size():
-        pm = generate_preset_pass_manager(
-            optimization_level=0,
-            target=to_target(calibration, tc.final_physical),
-            layout_method="trivial",
-            routing_method="none",
-        )
-        out.compose(pm.run(rot), qubits=finals, inplace=True)
+        out.compose(rot, qubits=finals, inplace=True)
     creg = ClassicalRegister(len(finals), "c")
     out.add_register(creg)
     for i, q in enumerate(finals):

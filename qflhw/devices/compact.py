@@ -19,11 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
-from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager
 
 from qflhw.calibration import Calibration
 from qflhw.devices.base import BatchItem, ItemResult
-from qflhw.devices.measure import apply_readout, expectations, measurement_bases
+from qflhw.devices.measure import apply_readout, basis_rotation, expectations, measurement_bases
 from qflhw.errors import ConfigError
 from qflhw.target import noise_model, to_target
 from qflhw.transpile import Transpiled
@@ -37,20 +36,6 @@ class _Prepared:
     fresh: tuple[Parameter, ...]
     functions: tuple  # numpy callables, one per fresh parameter
     arguments: tuple[tuple[Parameter, ...], ...]  # logical parameters each function takes
-
-
-def _basis_rotation(circuit: QuantumCircuit, basis: str, positions: tuple[int, ...]) -> QuantumCircuit:
-    """Gates that turn a measurement in ``basis`` into a Z measurement on the logical qubits."""
-    rot = QuantumCircuit(circuit.num_qubits)
-    n = len(positions)
-    for pos, ch in enumerate(basis):
-        q = positions[n - 1 - pos]
-        if ch == "X":
-            rot.h(q)
-        elif ch == "Y":
-            rot.sdg(q)
-            rot.h(q)
-    return rot
 
 
 def _freshen(circuit: QuantumCircuit) -> _Prepared:
@@ -120,15 +105,8 @@ class CompactSimulator:
         hit = self._prepared.get(key)
         if hit is None:
             circ = tc.compact.copy()
-            rot = _basis_rotation(circ, basis, tc.final_positions)
-            if rot.size():
-                pm = generate_preset_pass_manager(
-                    optimization_level=0,
-                    target=to_target(self.calibration, tc.physical_qubits),
-                    layout_method="trivial",
-                    routing_method="none",
-                )
-                circ.compose(pm.run(rot), inplace=True)
+            target = to_target(self.calibration, tc.physical_qubits)
+            circ.compose(basis_rotation(basis, target, circ.num_qubits, tc.final_positions), inplace=True)
             circ = _aer_gates(circ)
             circ.save_probabilities(qubits=list(tc.final_positions), label="p")
             hit = (tc, _freshen(circ))  # keep tc alive so its id stays unique

@@ -402,11 +402,7 @@ class IBMDevice(Device):
         if job_id in self._jobs:
             return self._jobs[job_id]
         where = f"device {self.name}: job {job_id}"
-        if not self.remote:
-            raise JobFailed(f"{where}: local-mode jobs are kept only in the process that ran them")
-        layout = self.layouts.by_job(job_id)
-        if layout is None:
-            raise JobFailed(f"{where}: no stored layout for it, so its counts cannot be read; it will be sent again")
+        layout = self.layouts.for_earlier_job(job_id, where, remote=self.remote)
         try:
             raw = self.service.job(job_id)
         except Exception as err:  # noqa: BLE001

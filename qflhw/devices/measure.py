@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from qiskit.circuit import QuantumCircuit
 from qiskit.quantum_info import PauliList, SparsePauliOp
+from qiskit.transpiler import Target
+from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager
 
 
 def _terms(observables: Sequence[SparsePauliOp]) -> PauliList:
@@ -32,6 +35,30 @@ def _basis_label(group: PauliList) -> str:
             if ch != "I":
                 letters[pos] = ch
     return "".join(letters)
+
+
+def basis_rotation(basis: str, target: Target, num_qubits: int | None = None, positions: Sequence[int] | None = None) -> QuantumCircuit:
+    """Native gates of ``target`` that turn a measurement in ``basis`` into a Z measurement.
+
+    Letter ``i`` from the right of ``basis`` is logical qubit ``i``, which sits on circuit qubit
+    ``positions[i]`` (default ``i``) of a ``num_qubits``-qubit circuit (default ``len(basis)``):
+    H for X, S^dagger H for Y. The gates are translated for ``target`` without moving qubits, so
+    the rotation can be appended to a circuit already laid out on the device. Empty for all-Z.
+    """
+    n = len(basis)
+    positions = list(range(n)) if positions is None else list(positions)
+    rot = QuantumCircuit(n if num_qubits is None else num_qubits)
+    for pos, ch in enumerate(basis):
+        q = positions[n - 1 - pos]
+        if ch == "X":
+            rot.h(q)
+        elif ch == "Y":
+            rot.sdg(q)
+            rot.h(q)
+    if not rot.size():
+        return rot
+    pm = generate_preset_pass_manager(optimization_level=0, target=target, layout_method="trivial", routing_method="none")
+    return pm.run(rot)
 
 
 def apply_readout(probs: np.ndarray, matrices: Sequence[np.ndarray]) -> np.ndarray:
