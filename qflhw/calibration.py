@@ -9,6 +9,7 @@ validated on load (a bad one names the file and the field) and never overwritten
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import math
@@ -110,9 +111,11 @@ class Calibration(_Strict):
         return self
 
     # ------------------------------------------------------------------ identity and derived data
-    @property
+    @functools.cached_property
     def id(self) -> str:
-        """``<device>/<date>`` plus a content hash, so edited or scaled snapshots never collide."""
+        """``<device>/<date>`` plus a content hash, so edited or scaled snapshots never collide.
+
+        Cached: the snapshot is frozen, and every job record asks for it."""
         digest = hashlib.sha256(self.to_json().encode()).hexdigest()[:10]
         return f"{self.device}/{self.date.isoformat()}#{digest}"
 

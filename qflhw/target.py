@@ -10,7 +10,7 @@ with both asymmetric probabilities from the snapshot (the Target can only hold o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import lru_cache
 
 from qiskit.circuit import Gate, Instruction
@@ -38,8 +38,9 @@ def _gate_library() -> dict[str, Instruction]:
     return lib
 
 
-def to_target(cal: Calibration, qubits: Sequence[int] | None = None) -> Target:
-    """The qiskit Target of a snapshot, optionally restricted (and re-indexed) to ``qubits``."""
+def to_target(cal: Calibration, qubits: Sequence[int] | None = None, gates: Collection[str] | None = None) -> Target:
+    """The qiskit Target of a snapshot, optionally restricted (and re-indexed) to ``qubits``
+    and to the native ``gates`` named (measurement is always kept)."""
     keep = list(range(cal.num_qubits)) if qubits is None else list(qubits)
     index = {q: i for i, q in enumerate(keep)}
     qprops = [
@@ -60,7 +61,7 @@ def to_target(cal: Calibration, qubits: Sequence[int] | None = None) -> Target:
                 duration=g.duration, error=g.error
             )
     for name in cal.native_gates:
-        if name == "measure":
+        if name == "measure" or (gates is not None and name not in gates):
             continue
         if name not in lib:
             raise CalibrationError(
@@ -110,6 +111,23 @@ def noise_model(target: Target):
     from qiskit_aer.noise import NoiseModel
 
     return NoiseModel.from_backend(TargetBackend(target), readout_error=False)
+
+
+def gate_errors(target: Target) -> dict:
+    """The same gate noise as :func:`noise_model`, as ``{(gate, qubits): QuantumError}``.
+
+    Built by Aer's own ``basic_device_gate_errors`` (what ``NoiseModel.from_backend`` calls),
+    with ideal errors dropped and repeated ones composed, as ``NoiseModel.add_quantum_error`` does.
+    """
+    from qiskit_aer.noise.device import basic_device_gate_errors
+
+    out: dict = {}
+    for name, qubits, error in basic_device_gate_errors(target=target):
+        if error.ideal():
+            continue
+        key = (name, tuple(qubits))
+        out[key] = out[key].compose(error) if key in out else error
+    return out
 
 
 def is_two_qubit_gate(inst: Instruction) -> bool:
