@@ -162,8 +162,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>") -> JobSpec:
         raise ConfigError(field_error(source, err, "see jobs/quickstart.toml for a valid spec")) from err
 
 
-def load_spec(path: str | Path) -> JobSpec:
-    """Read and validate a job spec; every problem is one line naming the file and field."""
+def read_toml(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """A spec file's text and parsed TOML; a missing, unreadable or invalid file is one line naming it."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -172,7 +172,12 @@ def load_spec(path: str | Path) -> JobSpec:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read the spec ({err})") from err
     try:
-        raw = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from err
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read and validate a job spec; every problem is one line naming the file and field."""
+    _, raw = read_toml(path)
     return parse_spec(raw, str(path))

@@ -31,7 +31,6 @@ import re
 import shutil
 import sys
 import time
-import tomllib
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from qflhw.errors import ConfigError, QflhwError
-from qflhw.spec import ClientSpec, JobSpec, parse_spec
+from qflhw.spec import ClientSpec, JobSpec, parse_spec, read_toml
 
 CLIENT_SET = "client_set"
 _NOT_SWEEPABLE = {"name", "output", "clients"}
@@ -100,29 +99,16 @@ def _short(key: str) -> str:
 
 
 # ------------------------------------------------------------------------------ expansion
-def _read(path: Path) -> tuple[str, dict[str, Any]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such spec file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the spec ({err})") from err
-    try:
-        return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from err
-
-
 def load_study(path: str | Path) -> Study:
     """Read a study spec (a job spec with a [sweep] table) and expand it; errors name file and key."""
-    text, raw = _read(Path(path))
+    text, raw = read_toml(Path(path))
     study = expand(raw, str(path))
     return Study(study.source, study.keys, study.cells, text)
 
 
 def load_base_spec(path: str | Path) -> JobSpec:
     """A job spec or the base of a study spec (its [sweep] table ignored)."""
-    _, raw = _read(Path(path))
+    _, raw = read_toml(Path(path))
     return base_spec(raw, str(path))
 
 
