@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from qflhw.errors import ConfigError
@@ -45,3 +47,19 @@ def test_not_toml_and_missing_file(tmp_path):
         load_spec(_write(tmp_path, "rounds = = 2"))
     with pytest.raises(ConfigError, match="no such spec file"):
         load_spec(tmp_path / "nope.toml")
+
+
+JOBS = sorted((Path(__file__).resolve().parent.parent / "jobs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", JOBS, ids=lambda p: p.name)
+def test_shipped_specs_validate_and_name_known_devices(path):
+    """Every spec in jobs/ parses (studies through their expansion) and each client's device has a profile."""
+    from qflhw.profiles import load_profile
+    from qflhw.study import load_study
+
+    specs = [cell.spec for cell in load_study(path).cells] if "[sweep]" in path.read_text() else [load_spec(path)]
+    assert specs
+    for spec in specs:
+        for client in spec.clients:
+            assert load_profile(client.device).name == client.device
