@@ -1,17 +1,18 @@
 """Fast, faithful noisy simulation on only the physical qubits a circuit uses.
 
-The transpiled circuit is re-indexed onto its k used qubits; the calibration's Target is
-restricted to them and Aer builds its gate noise there (gate depolarizing + thermal relaxation,
-exactly the channels its noise model would hold for the full device); each noise channel is
-merged with its gate into one superoperator instruction. All bindings and measurement bases go
-into one ``AerSimulator(method="density_matrix")`` call that saves exact probabilities; the
-snapshot's asymmetric readout matrices are applied to those; finite shots are then sampled from
-the resulting distribution, which has the statistics of a real measurement record.
-
-Parameter expressions left by the transpiler (``rz(w/2 + pi)``) are evaluated for all bindings
-with numpy up front, so Aer binds plain numbers: that is most of Aer's own binding time saved.
-Runs of fixed gates and their noise between parameterized gates are fused into superoperators
-(:func:`_fused`), so Aer executes fewer, larger instructions per binding.
+1. The transpiled circuit is re-indexed onto its k used qubits, and the calibration's Target is
+   restricted to them. Aer's ``basic_device_gate_errors`` builds the gate noise there (gate
+   depolarizing and thermal relaxation), the same channels its ``NoiseModel.from_backend``
+   would hold for the full device.
+2. Each gate is followed by its noise (:func:`_with_noise`). Each run of fixed gates and noise
+   between parameterized gates is then fused into one superoperator (:func:`_fused`), so Aer
+   executes fewer, larger instructions per binding.
+3. Parameter expressions left by the transpiler (``rz(w/2 + pi)``) are evaluated for all
+   bindings with numpy up front (:func:`_freshen`), so Aer binds plain numbers.
+4. All bindings and measurement bases go into one ``AerSimulator(method="density_matrix")``
+   call that saves exact probabilities. The snapshot's asymmetric readout matrices are applied to
+   those. Finite shots are sampled from the resulting distribution, which has the statistics of
+   a real measurement record.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ _AER_UNKNOWN = frozenset({"iswap"})  # native gates of calibrated devices that A
 def _aer_gates(circuit: QuantumCircuit) -> QuantumCircuit:
     """Fixed gates Aer lacks (Rigetti's iswap) as unitaries labelled with the gate's name.
 
-    Aer's noise model matches a unitary by its label, so the gate keeps its calibrated noise.
+    Runs after the noise is attached by name (:func:`_with_noise`), so the gate keeps its noise.
     """
     if not any(ci.operation.name in _AER_UNKNOWN for ci in circuit.data):
         return circuit
