@@ -117,7 +117,7 @@ def _with_noise(circuit: QuantumCircuit, errors: dict) -> QuantumCircuit:
         if error is None:
             placed.append((ci, None, None))
             continue
-        fixed = isinstance(op, Gate) and not _free(op)
+        fixed = _fixed_gate(op)
         key = (op.name, qubits, tuple(float(p) for p in op.params)) if fixed else (op.name, qubits)
         if key not in channels:
             channel = QuantumCircuit(len(qubits))
@@ -137,7 +137,13 @@ def _with_noise(circuit: QuantumCircuit, errors: dict) -> QuantumCircuit:
 
 
 def _free(op) -> bool:  # noqa: ANN001
+    """Whether an instruction has parameters still to bind."""
     return any(isinstance(p, ParameterExpression) and p.parameters for p in op.params)
+
+
+def _fixed_gate(op) -> bool:  # noqa: ANN001
+    """A gate with nothing to bind: its matrix is the same for every binding."""
+    return isinstance(op, Gate) and not _free(op)
 
 
 def _superop(matrix: np.ndarray) -> Instruction:
@@ -163,7 +169,7 @@ def _superops(circuits: list[QuantumCircuit]) -> list[np.ndarray]:
 def _fixed(node) -> bool:  # noqa: ANN001 - a DAGOpNode
     """A gate or merged channel without free parameters: the same superoperator for every binding."""
     op = node.op
-    return len(node.qargs) <= 2 and ((isinstance(op, Gate) and not _free(op)) or op.name == "superop")
+    return len(node.qargs) <= 2 and (_fixed_gate(op) or op.name == "superop")
 
 
 def _fused(circuit: QuantumCircuit) -> QuantumCircuit:
