@@ -63,9 +63,8 @@ def test_fused_superoperators_equal_aer_with_its_noise_model(name):
     IonQ ``rxx``), gates Aer lacks (Rigetti ``iswap``) and a directed 2-qubit gate (Eagle ``ecr``)."""
     from qiskit.circuit.library import UnitaryGate
     from qiskit_aer import AerSimulator
-    from qiskit_aer.noise import NoiseModel
 
-    from qflhw.target import TargetBackend, to_target
+    from qflhw.target import noise_model, to_target
 
     dev = make_device(name)
     model = build("rot-crx", 3, 2)
@@ -74,8 +73,7 @@ def test_fused_superoperators_equal_aer_with_its_noise_model(name):
     item = BatchItem(tc, model.parameters, bindings, tuple(z_observables(3)))
     _, (ours,) = dev.simulator.probabilities(item)
 
-    target = to_target(dev.calibration, tc.physical_qubits)
-    noise = NoiseModel.from_backend(TargetBackend(target), readout_error=False)
+    noise = noise_model(to_target(dev.calibration, tc.physical_qubits))  # NoiseModel.from_backend
     circ = tc.compact.copy_empty_like()
     for ci in tc.compact.data:  # Aer's noise model finds a unitary by its label
         op = UnitaryGate(ci.operation.to_matrix(), label="iswap") if ci.operation.name == "iswap" else ci.operation
