@@ -17,8 +17,9 @@ import warnings
 
 import numpy as np
 
-from qflhw.circuits import build, z_observables
-from qflhw.devices import Batch, BatchItem, make_device
+from qflhw.circuits.ansatz import build, z_observables
+from qflhw.devices.base import Batch, BatchItem
+from qflhw.devices.factory import make_device
 
 
 def main() -> None:

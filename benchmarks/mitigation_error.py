@@ -25,10 +25,11 @@ import warnings
 import numpy as np
 from qiskit.quantum_info import Statevector
 
-from qflhw.circuits import build, z_observables
-from qflhw.devices import Batch, BatchItem, make_device
-from qflhw.mitigation import REM, ZNE
-from qflhw.shots import allocate
+from qflhw.circuits.ansatz import build, z_observables
+from qflhw.devices.base import Batch, BatchItem, JobKey
+from qflhw.devices.factory import make_device
+from qflhw.execution.mitigation import REM, ZNE
+from qflhw.execution.shots import allocate
 
 DEVICES = ("fake_torino", "fake_brisbane", "fake_iqm_garnet")
 
@@ -75,11 +76,12 @@ def main() -> None:
             dev.calibration, scale_factors=scales, extrapolation=args.extrapolation, folding=args.folding,
             seed=args.seed, readout=REM(dev.calibration),
         )
-        variants = zne.variants(tc)
+        prepared = zne.prepare(tc)
+        variants = prepared.variants
         items = tuple(BatchItem(v, model.parameters, rows, obs) for v in variants)
-        exact = dev.run(Batch(items, key=f"{name}/exact"), None)
+        exact = dev.run(Batch(items), None)
         raw = exact.items[0].values
-        mitigated = zne.combine(exact.items, obs)
+        mitigated = prepared.combine(exact.items, obs).values
         e_raw, e_mit = np.abs(raw - ideal).ravel(), np.abs(mitigated - ideal).ravel()
         raw_err.append(e_raw)
         mit_err.append(e_mit)
@@ -93,15 +95,15 @@ def main() -> None:
         k = len(variants)
         uniform = [args.shots // k] * k
         pilot_var = [float(np.mean(1 - r.values**2)) for r in exact.items]  # per-shot variance of a +-1 outcome
-        weighted = allocate("variance-weighted", args.shots // k, [1] * k, zne.coefficients(), pilot_var)
-        for label, alloc in (("uniform", uniform), ("variance-weighted", weighted)):
+        weighted = allocate("variance-weighted", args.shots // k, [1] * k, list(prepared.coefficients), pilot_var)
+        for step, (label, alloc) in enumerate((("uniform", uniform), ("variance-weighted", weighted))):
             est_raw, est_mit = [], []
             for r in range(args.repeats):
                 it = tuple(BatchItem(v, model.parameters, rows, obs, shots=n) for v, n in zip(variants, alloc))
-                res = dev.run(Batch(it, key=f"{name}/{label}/rep{r}"), shots=args.shots)
-                est_mit.append(zne.combine(res.items, obs))
+                res = dev.run(Batch(it, key=JobKey("mitigation", r, name, step)), shots=args.shots)
+                est_mit.append(prepared.combine(res.items, obs).values)
                 if label == "uniform":
-                    one = dev.run(Batch((BatchItem(tc, model.parameters, rows, obs),), key=f"{name}/raw/rep{r}"), args.shots)
+                    one = dev.run(Batch((BatchItem(tc, model.parameters, rows, obs),), key=JobKey("raw", r, name, 0)), args.shots)
                     est_raw.append(one.items[0].values)
             if label == "uniform":
                 shot_rows.append((name, "unmitigated", [args.shots], np.array(est_raw)))

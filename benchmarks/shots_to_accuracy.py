@@ -10,7 +10,7 @@ so the count only resolves whole rounds (``--batch-size 8`` shows it).
 * ``parameter-shift``: every gradient term at ``s`` shots per circuit, every step;
 * ``spsa``: one random simultaneous perturbation per step (3 circuits per data row: value and
   two shifts, instead of 1 + 2 x parameters), at ``s`` shots per circuit;
-* ``adaptive``: parameter shift with iCANS-style shots per step (qflhw.shots.AdaptiveShots),
+* ``adaptive``: parameter shift with iCANS-style shots per step (qflhw.execution.shots.AdaptiveShots),
   starting at ``s`` and never below ``min(--min-shots, s)``.
 
 Each strategy runs at every ``s`` of ``--shots`` with ``--seeds`` seeds (data split, initial
@@ -32,8 +32,8 @@ import tomllib
 import warnings
 from pathlib import Path
 
-from qflhw.federation import Federation
-from qflhw.spec import parse_spec
+from qflhw.config.spec import parse_spec
+from qflhw.federation.loop import Federation
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "jobs" / "quickstart.toml"
 

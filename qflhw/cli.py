@@ -9,56 +9,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-from decimal import Decimal
 from pathlib import Path
 
-from qflhw import calibration as cal_mod
+from qflhw.calibration import snapshot as cal_mod
 from qflhw.errors import QflhwError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from qflhw.federation import Federation, new_run_dir
-    from qflhw.report import summary_table
-    from qflhw.spec import load_spec
+    from qflhw.federation.outputs import summary_table
+    from qflhw.federation.runs import keep_spec, prepare, run
 
-    spec = load_spec(args.spec)
-    _refuse_over_budget(spec)  # before any device connects or anything is written
-    run_dir = new_run_dir(spec, args.out)
     if args.engine == "flower-sim":  # the same rounds in Flower's simulation engine (qflhw[flower])
         from qflhw.flower.simulation import run_simulation
 
+        spec, run_dir, source = prepare(args.spec, args.out)
         run_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(args.spec, run_dir / "spec.toml")
+        keep_spec(spec, run_dir, source)
         summary = run_simulation(spec, args.spec, run_dir, progress=not args.quiet)
     else:
-        fed = Federation(spec, run_dir, progress=not args.quiet)
-        fed.open_journal()  # creates the run directory; spec.toml last marks it resumable
-        shutil.copyfile(args.spec, run_dir / "spec.toml")
-        summary = fed.run()
+        result = run(args.spec, args.out, progress=not args.quiet)
+        run_dir, summary = result.run_dir, result.summary
     print(summary_table(summary))
     print(f"outputs: {run_dir}/ (metrics.csv, summary.json, learning_curve.png)")
     return 0
 
 
-def _refuse_over_budget(spec) -> None:  # noqa: ANN001 - a JobSpec
-    """A run on paid devices whose estimate exceeds ``budget.max_usd`` does not start (exit 2)."""
-    from qflhw.estimate import estimate_spec, needs_estimate
-
-    if not needs_estimate(spec):
-        return
-    est = estimate_spec(spec)
-    if est.over_budget:
-        raise QflhwError(
-            f"{spec.name}: estimated cost ${est.total.usd.quantize(Decimal('0.01'))} exceeds budget.max_usd = "
-            f"${est.max_usd}; raise the cap or use fewer shots, rounds or clients (details: qflhw estimate SPEC)"
-        )
-
-
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    from qflhw.estimate import estimate_spec, format_estimate
-    from qflhw.spec import load_spec
+    from qflhw.config.spec import load_spec
+    from qflhw.federation.estimate import estimate_spec, format_estimate
 
     est = estimate_spec(load_spec(args.spec))
     print(json.dumps(est.to_dict(), indent=2) if args.json else format_estimate(est))
@@ -66,24 +45,17 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from qflhw.federation import Federation
-    from qflhw.journal import Journal
-    from qflhw.report import summary_table
-    from qflhw.spec import load_spec
+    from qflhw.federation.outputs import summary_table
+    from qflhw.federation.runs import reopen
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "spec.toml").is_file() or not (run_dir / Journal.FILENAME).is_file():
-        raise QflhwError(f"{run_dir}: not a run directory (needs spec.toml and {Journal.FILENAME}); start one with `qflhw run SPEC`")
-    fed = Federation(load_spec(run_dir / "spec.toml"), run_dir, progress=not args.quiet)
-    start = fed.restore()
-    print(f"resuming {run_dir} at round {start} of {fed.spec.rounds}", file=sys.stderr)
-    summary = fed.run()
-    print(summary_table(summary))
+    fed = reopen(args.run_dir, progress=not args.quiet)
+    print(f"resuming {args.run_dir} at round {fed.next_round} of {fed.spec.rounds}", file=sys.stderr)
+    print(summary_table(fed.run()))
     return 0
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from qflhw.study import default_out, load_study, report_study, run_study
+    from qflhw.studies.sweep import default_out, load_study, report_study, run_study
 
     study = load_study(args.spec)
     out = Path(args.out) if args.out else default_out(study)
@@ -102,7 +74,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
-    from qflhw.profiles import available, load_profile
+    from qflhw.config.profiles import available, load_profile
 
     rows = [load_profile(n) for n in available()]
     if args.json:
@@ -140,7 +112,7 @@ def _cmd_calibration(args: argparse.Namespace) -> int:
         print(f"  id {c.id}")
         return 0
     if args.action == "export":
-        from qflhw.exporters import from_fake_backend_name
+        from qflhw.calibration.qiskit_import import from_fake_backend_name
 
         path = from_fake_backend_name(args.device).save(Path(args.root) if args.root else None)
         print(f"wrote {path}")
@@ -151,7 +123,7 @@ def _cmd_calibration(args: argparse.Namespace) -> int:
 
 
 def _calibration_tools(args: argparse.Namespace) -> int:
-    from qflhw import calibration_tools as tools
+    from qflhw.calibration import tools
 
     if args.action == "diff":
         print(tools.format_diff(tools.diff(cal_mod.load(args.a), cal_mod.load(args.b)), args.a, args.b))
@@ -162,14 +134,15 @@ def _calibration_tools(args: argparse.Namespace) -> int:
               f"(median 2q {m0['2q']:.2e} -> {m1['2q']:.2e}, readout {m0['readout']:.2e} -> {m1['readout']:.2e})")
         print(f'use it in a spec as a client\'s  calibration = "{path}"')
     else:
-        from qflhw.study import load_base_spec
+        from qflhw.federation.quality import client_quality, format_quality
+        from qflhw.studies.sweep import load_base_spec
 
-        print(tools.format_quality(tools.client_quality(load_base_spec(args.spec))))
+        print(format_quality(client_quality(load_base_spec(args.spec))))
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from qflhw.report import plot_learning_curve, read_metrics, summary_table
+    from qflhw.federation.outputs import plot_learning_curve, read_metrics, summary_table
 
     run = Path(args.run_dir)
     if not (run / "summary.json").is_file() or not (run / "metrics.csv").is_file():
@@ -218,7 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_devices)
 
-    p = sub.add_parser("calibration", help="list, show, export, diff or scale snapshots; per-client heterogeneity", description="Calibration snapshots.")
+    p = sub.add_parser(
+        "calibration",
+        help="list, show, export, diff or scale snapshots; per-client heterogeneity",
+        description="Calibration snapshots.",
+    )
     csub = p.add_subparsers(dest="action", required=True)
     csub.add_parser("list", help="devices and snapshot dates")
     s = csub.add_parser("show", help="summary of one snapshot")

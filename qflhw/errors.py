@@ -50,7 +50,7 @@ class MissingExtra(QflhwError, ImportError):
 
 def field_error(path: object, err: Exception, fix: str = "fix the field") -> str:
     """One line from a pydantic ValidationError: the file, the first bad field and the fix."""
-    problems = err.errors() if hasattr(err, "errors") else []  # type: ignore[attr-defined]
+    problems = err.errors() if hasattr(err, "errors") else []
     if not problems:
         return f"{path}: {err}"
     first = problems[0]
@@ -58,3 +58,11 @@ def field_error(path: object, err: Exception, fix: str = "fix the field") -> str
     msg = str(first["msg"]).removeprefix("Value error, ")
     more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
     return f"{path}: {'field ' + where + ': ' if where else ''}{msg}{more}; {fix}"
+
+
+class QflhwWarning(UserWarning):
+    """Root of the warnings qflhw issues (a result was produced, but check it)."""
+
+
+class ZNEFallbackWarning(QflhwWarning):
+    """A zero-noise fit failed or ran away and a simpler extrapolation was used instead."""

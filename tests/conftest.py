@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny specs that run in seconds on fake devices."""
+"""Shared fixtures: tiny specs that run in seconds on fake devices, a socket guard, and the
+``system`` marker on everything under ``tests/system``."""
 
 from __future__ import annotations
 
@@ -7,33 +8,15 @@ from pathlib import Path
 
 import pytest
 
-TINY_SPEC = """
-name = "tiny"
-seed = 3
-rounds = 2
+from tests.helpers import TINY_SPEC
 
-[data]
-dataset = "digits"
-classes = [0, 1]
-max_train_per_client = 8
 
-[model]
-qubits = 2
-layers = 1
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    system = Path(__file__).parent / "system"
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(system):
+            item.add_marker(pytest.mark.system)
 
-[training]
-batch_size = 4
-learning_rate = 0.1
-shots = 200
-
-[[clients]]
-name = "a"
-device = "fake_fez"
-
-[[clients]]
-name = "b"
-device = "fake_kyiv"
-"""
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Calibration snapshots of Amazon Braket QPUs, from Braket device properties.
 
 :func:`from_braket_properties` turns a Braket device-capabilities object (``AwsDevice.properties``,
-or its JSON text or dict) of an IonQ, IQM or Rigetti QPU into a :class:`~qflhw.calibration.Calibration`:
+or its JSON text or dict) of an IonQ, IQM or Rigetti QPU into a :class:`~qflhw.calibration.snapshot.Calibration`:
 
 * native gates from ``paradigm.nativeGateSet``, renamed to qiskit instructions the preset pass
   manager can target (see :data:`GATE_MAP`);
@@ -13,8 +13,8 @@ or its JSON text or dict) of an IonQ, IQM or Rigetti QPU into a :class:`~qflhw.c
   published figures in :data:`DEFAULT_DURATIONS`.
 
 Braket qubit labels need not be 0..n-1 (IQM counts from 1). Snapshots always use a contiguous
-index 0..n-1 over the labels in increasing order; the mapping is written into
-``provenance.notes`` as ``braket_qubit_labels=...`` and read back by :func:`qubit_labels`.
+index 0..n-1 over the labels in increasing order, and keep each index's label in
+``Calibration.qubit_labels``.
 
 Two translation choices, both recorded in ``provenance.notes``:
 
@@ -31,11 +31,9 @@ Two translation choices, both recorded in ``provenance.notes``:
   qiskit-braket-provider substitutes them the same way), so it becomes ``sx`` (= rx(pi/2)) and
   ``x`` (= rx(pi)); ``rz`` is virtual (error 0, duration 0).
 
-Published twins: :data:`PUBLISHED` holds the published median figures (with sources) for IonQ
-Forte-1, IQM Garnet and Rigetti Ankaa-3; :func:`write_published_properties` renders them as
-Braket device-properties JSON under ``backends/braket/`` (valid for
-``braket.emulation.LocalEmulator.from_json``) and :func:`build_published_snapshots` converts those
-files into ``calibration/<device>/<date>.json``.
+Published twins (figures from papers and vendor pages rendered as Braket properties) are built in
+:mod:`qflhw.calibration.published`; IonQ circuits are rewritten into gpi/gpi2/ms by
+:mod:`qflhw.circuits.ionq`.
 """
 
 from __future__ import annotations
@@ -43,16 +41,13 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import json
-import math
-import re
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from qflhw.calibration import Calibration, GateCalibration, Provenance, QubitCalibration, calibration_root
+from qflhw.calibration.snapshot import Calibration, GateCalibration, Provenance, QubitCalibration
 from qflhw.errors import CalibrationError
-from qflhw.paths import data_dir
 
 # ---------------------------------------------------------------------------------------------
 # Gate names
@@ -98,7 +93,6 @@ DEFAULT_DURATIONS: dict[str, dict[str, float | None]] = {
 }
 
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-_LABELS_RE = re.compile(r"braket_qubit_labels=(\d+)\.\.(\d+)|braket_qubit_labels=\[([0-9, ]*)\]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +163,7 @@ def _readout(fids: Sequence[Any]) -> float | None:
 
 
 def _two_qubit(fids: Sequence[Any], gate: str) -> float | None:
-    found = {}
+    found: dict[str, float] = {}
     for f in fids:
         if str(getattr(f, "gateName", "")).lower() == gate:
             found.setdefault(_fid_name(f), float(f.fidelity))
@@ -259,7 +253,7 @@ class _Reading:
         if self.fully_connected:
             pairs = set(itertools.combinations(self.labels, 2))
         else:
-            pairs = {tuple(sorted((a, b))) for a, bs in graph.items() for b in bs if a != b}
+            pairs = {(min(a, b), max(a, b)) for a, bs in graph.items() for b in bs if a != b}
         self.directed = {(a, b) for a, bs in graph.items() for b in bs if a != b}
         self.pairs = sorted(pairs)
         self.two = {
@@ -307,9 +301,9 @@ def from_braket_properties(
     # --- gate names
     mapping = dict(GATE_MAP)
     if r.family == "ionq" and ionq_basis == "native":
-        from qflhw.target import _gate_library
+        from qflhw.calibration.target import gate_library
 
-        if "gpi" not in _gate_library():
+        if "gpi" not in gate_library():
             raise CalibrationError("ionq_basis='native' needs qiskit-ionq (installed with qiskit-braket-provider)")
         mapping.update(_IONQ_NATIVE_MAP)
         _register_ionq_equivalences()
@@ -363,6 +357,7 @@ def from_braket_properties(
     qubits = []
     for label in r.labels:
         fro = r.fro[label] if r.fro[label] is not None else med["fro"]
+        assert fro is not None  # checked above: a missing readout fidelity has a median to fill it
         t1 = r.t1[label] if r.t1[label] is not None else med["t1"]
         t2 = r.t2[label] if r.t2[label] is not None else med["t2"]
         p = min(max(1.0 - float(fro), 0.0), 0.5)
@@ -380,6 +375,7 @@ def from_braket_properties(
     gates: list[GateCalibration] = []
     for label in r.labels:
         f1 = r.f1q[label] if r.f1q[label] is not None else med["f1q"]
+        assert f1 is not None  # checked above, like the readout fidelity
         for _, q in one_q:
             err = 0.0 if q in VIRTUAL_GATES else min(max(1.0 - float(f1), 0.0), 1.0)
             gates.append(GateCalibration(gate=q, qubits=(index[label],), error=err, duration=duration(q)))
@@ -405,7 +401,6 @@ def from_braket_properties(
     note_parts = [
         f"Braket {props.braketSchemaHeader.name} v{props.braketSchemaHeader.version}"
         + (f", standardized v{r.std_version}" if r.std_version else ""),
-        _labels_note(r.labels),
         "gates: " + ", ".join(f"{b}->{q}" for b, q in one_q + two_q),
         "gate error = 1 - fidelity; readout symmetric (Braket gives one readout fidelity per qubit)",
         "durations: " + ", ".join(
@@ -420,7 +415,7 @@ def from_braket_properties(
         note_parts.append(
             "IonQ twin in the equivalent qiskit basis rz/sx/x/rxx: sx=GPI2 and x=GPI up to a virtual Z "
             "frame, rxx(t)=MS(0,0,t/2pi) for |t|<=pi/2, rz virtual (error 0); convert with "
-            "qflhw.braket_calibration.to_ionq_native"
+            "qflhw.circuits.ionq.to_ionq_native"
         )
     if r.family == "ionq" and ionq_basis == "native":
         note_parts.append("IonQ natives gpi/gpi2/ms kept (qiskit_ionq gates, turns); Aer cannot simulate them")
@@ -445,6 +440,7 @@ def from_braket_properties(
         dt=None,
         qubits=tuple(qubits),
         gates=tuple(sorted(gates, key=lambda g: (g.gate, g.qubits))),
+        qubit_labels=tuple(r.labels),
     )
 
 
@@ -460,22 +456,6 @@ def _calibration_date(props: Any, date: _dt.date | str | None) -> _dt.date:
     return _dt.date.today()
 
 
-def _labels_note(labels: Sequence[int]) -> str:
-    if list(labels) == list(range(labels[0], labels[0] + len(labels))):
-        return f"braket_qubit_labels={labels[0]}..{labels[-1]} (index i = label {labels[0]}+i)"
-    return f"braket_qubit_labels=[{', '.join(str(x) for x in labels)}] (index i = i-th label)"
-
-
-def qubit_labels(cal: Calibration) -> list[int]:
-    """Braket qubit label of each snapshot index (identity for snapshots not made here)."""
-    m = _LABELS_RE.search(cal.provenance.notes)
-    if m is None:
-        return list(range(cal.num_qubits))
-    if m.group(1) is not None:
-        return list(range(int(m.group(1)), int(m.group(2)) + 1))
-    return [int(x) for x in m.group(3).split(",") if x.strip()]
-
-
 _IONQ_EQUIVALENCES_ADDED = False
 
 
@@ -487,358 +467,3 @@ def _register_ionq_equivalences() -> None:
 
         add_equivalences()
         _IONQ_EQUIVALENCES_ADDED = True
-
-
-# ---------------------------------------------------------------------------------------------
-# IonQ: from the qiskit basis to gpi/gpi2/ms
-# ---------------------------------------------------------------------------------------------
-
-
-def to_ionq_native(circuit: Any) -> tuple[Any, list[float]]:
-    """Rewrite a circuit in rz/sx/x/rxx into IonQ natives gpi/gpi2/ms (qiskit_ionq gates, turns).
-
-    Z rotations are not emitted: they shift the phase frame of the later gates on that qubit
-    (RZ(-f) R(theta, a) RZ(f) = R(theta, a - f)), as IonQ's compiler does. Returns the native
-    circuit and the Z frame (radians) left on each qubit at the end: the input equals the output
-    followed by ``rz(frame[q])`` on each qubit, up to global phase, so the frames can be dropped
-    before a computational-basis measurement. Parameters must be bound.
-    """
-    from qiskit.circuit import QuantumCircuit
-    from qiskit_ionq.ionq_gates import GPI2Gate, GPIGate, MSGate
-
-    out = QuantumCircuit(*circuit.qregs, *circuit.cregs, name=circuit.name)
-    frame = [0.0] * circuit.num_qubits
-    turns = lambda rad: (rad / (2 * math.pi)) % 1.0  # noqa: E731
-    for ci in circuit.data:
-        op, qs = ci.operation, [circuit.find_bit(q).index for q in ci.qubits]
-        name = op.name
-        params = [float(p) for p in op.params] if name in ("rz", "rxx") else []
-        if name == "rz":
-            frame[qs[0]] += params[0]
-        elif name in ("sx", "x"):  # R(pi/2, 0) / R(pi, 0) up to phase, seen through the frame
-            gate = GPI2Gate if name == "sx" else GPIGate
-            out.append(gate(turns(-frame[qs[0]])), [ci.qubits[0]])
-        elif name == "rxx":
-            a, b = qs
-            theta = math.remainder(params[0], 2 * math.pi)  # in [-pi, pi]
-            if abs(theta) > math.pi / 2 + 1e-12:  # rxx(t) = rxx(t -+ pi) . (X (x) X) up to phase
-                out.append(GPIGate(turns(-frame[a])), [ci.qubits[0]])
-                out.append(GPIGate(turns(-frame[b])), [ci.qubits[1]])
-                theta -= math.copysign(math.pi, theta)
-            flip = math.pi if theta < 0 else 0.0  # XX -> -XX by turning qubit b's axis by pi
-            out.append(MSGate(turns(-frame[a]), turns(flip - frame[b]), abs(theta) / (2 * math.pi)), list(ci.qubits))
-        elif name in ("measure", "barrier", "delay", "reset"):
-            out.append(op, list(ci.qubits), list(ci.clbits))
-        else:
-            raise CalibrationError(f"to_ionq_native: gate {name!r} is not in the IonQ qiskit basis rz/sx/x/rxx")
-    return out, frame
-
-
-# ---------------------------------------------------------------------------------------------
-# Published figures -> Braket properties JSON -> snapshots
-# ---------------------------------------------------------------------------------------------
-
-PUBLISHED_DATE = "2026-11-22"  # the day the figures below were read
-
-_AZURE_IONQ = "Microsoft Azure Quantum docs, IonQ provider page (articles/provider-ionq.md), IonQ Aria table"
-_FORTE_DRB = "Chen et al., 'Benchmarking a trapped-ion quantum computer with 30 qubits', arXiv:2308.05071 (IonQ Forte, DRB over 435 pairs)"
-_IQM_FAKE = "qiskit-on-iqm src/iqm/qiskit_iqm/fake_backends/fake_garnet.py (IQMFakeGarnet error profile published by IQM), medians over 20 qubits"
-_IQM_CZ = "IQM 20-qubit (Garnet) benchmark announcement, Feb 2024: median CZ fidelity 99.51% over 30 pairs"
-_BRAKET_DOCS = "Amazon Braket Developer Guide, 'Submitting quantum tasks to QPUs' (device ARNs, regions, verbatim native gates)"
-_SDK_NOTES_PRICE = "per-shot price from shared/SDK-NOTES.md (undated snapshot of the Braket price list)"
-_ASSUMED = "ASSUMED typical value, no publication read for it on 2026-11-22: verify before citing"
-
-#: The published median figures of each twin, with where each number comes from.
-PUBLISHED: dict[str, dict[str, Any]] = {
-    "ionq_forte-1": {
-        "family": "ionq",
-        "arn": "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1",
-        "region": "us-east-1",
-        "qubits": 36,
-        "native": ["gpi", "gpi2", "ms"],
-        "f1q": 0.9998,  # 1 - 2.0e-4
-        "f2q": 0.99536,  # 1 - 46.4e-4 (median)
-        "fro": 0.9961,
-        "t1": 10.0,
-        "t2": 1.0,
-        "d1q": 135e-6,
-        "d2q": 600e-6,
-        "dro": 175e-6,
-        "reset": 35e-6,
-        "price_per_shot": 0.08,
-        "shots": [1, 5000],
-        "sources": {
-            "qubits, all-to-all, natives, region": _BRAKET_DOCS + "; Azure Quantum IonQ provider page (Forte: 36-qubit system); OLCF IonQ docs (Forte #AQ 36)",
-            "f1q=0.9998, f2q=0.99536": _FORTE_DRB + ": 1q error 2.0e-4, median 2q error 46.4e-4",
-            "fro=0.9961 (SPAM), t1=10 s (lower end of 10-100 s), t2=1 s, 1q 135 us, 2q 600 us": _AZURE_IONQ
-            + " (IonQ's Aria figures stand in: no Forte-specific SPAM/timing table found)",
-            "readout 175 us, reset 35 us": "IonQ provider-properties example in the Braket schema docs and cirq-ionq calibration docs (illustrative)",
-            "price": _SDK_NOTES_PRICE,
-        },
-    },
-    "iqm_garnet": {
-        "family": "iqm",
-        "arn": "arn:aws:braket:eu-north-1::device/qpu/iqm/Garnet",
-        "region": "eu-north-1",
-        "qubits": 20,
-        "labels": list(range(1, 21)),
-        "edges": [(1, 2), (1, 4), (2, 5), (3, 4), (3, 8), (4, 5), (4, 9), (5, 6), (5, 10), (6, 7),
-                  (6, 11), (7, 12), (8, 9), (8, 13), (9, 10), (9, 14), (10, 11), (10, 15), (11, 12),
-                  (11, 16), (12, 17), (13, 14), (14, 15), (14, 18), (15, 16), (15, 19), (16, 17),
-                  (16, 20), (18, 19), (19, 20)],
-        "native": ["cz", "prx"],
-        "f1q": 0.9987,
-        "f2q": 0.9951,
-        "fro": 0.9748,
-        "t1": 37.566e-6,
-        "t2": 9.63e-6,
-        "price_per_shot": 0.00145,
-        "shots": [1, 20000],
-        "sources": {
-            "qubits, square lattice (30 couplers, labels 1..20), natives, region": _BRAKET_DOCS
-            + "; IQMFakeGarnet architecture (qiskit-on-iqm), same edges as the Garnet fixture in amazon-braket-schemas tests",
-            "f2q=0.9951": _IQM_CZ,
-            "f1q=0.9987": _IQM_FAKE + ": average gate fidelity of depolarizing(p) o thermal relaxation(T1, T2, 20 ns)",
-            "fro=0.9748, t1=37.6 us, t2=9.63 us, prx 20 ns, cz 40 ns": _IQM_FAKE,
-            "price": _SDK_NOTES_PRICE,
-        },
-    },
-    "rigetti_ankaa-3": {
-        "family": "rigetti",
-        "arn": "arn:aws:braket:us-west-1::device/qpu/rigetti/Ankaa-3",
-        "region": "us-west-1",
-        "qubits": 84,
-        "grid": (7, 12),  # rows x columns, label = 12*row + column
-        "native": ["rx", "rz", "iswap"],
-        "f1q": 0.999,
-        "f2q": 0.990,
-        "fro": 0.96,
-        "t1": 20e-6,
-        "t2": 15e-6,
-        "price_per_shot": 0.0009,
-        "shots": [1, 100000],
-        "sources": {
-            "84 qubits, natives, region": _BRAKET_DOCS + "; Azure Quantum Rigetti provider page (Ankaa-3, 84 qubits)",
-            "square lattice": "idealised full 7x12 square lattice (149 couplers); the live device drops some qubits/couplers",
-            "f2q=0.990 (iSWAP)": "Rigetti Ankaa-3 launch announcement (Dec 2024), 99.0% median iSWAP fidelity; not re-read on 2026-11-22: verify",
-            "f1q=0.999, fro=0.96, t1=20 us, t2=15 us, rx 40 ns, iswap 72 ns, readout 1.6 us": _ASSUMED,
-            "rx angles +-pi/2, +-pi only": "pyQuil docs, gates page (Rigetti QPUs: RX with angle +-pi/2 or +-pi)",
-            "price": _SDK_NOTES_PRICE,
-        },
-    },
-}
-
-
-# Gate names accepted outside verbatim boxes (IonQ: Braket Developer Guide, IonQ section).
-_SUPPORTED_OPERATIONS = {
-    "ionq": ["x", "y", "z", "rx", "ry", "rz", "h", "cnot", "s", "si", "t", "ti", "v", "vi", "xx", "yy", "zz", "swap"],
-    "iqm": ["x", "y", "z", "rx", "ry", "rz", "h", "cnot", "cz", "s", "si", "t", "ti", "v", "vi", "swap", "iswap"],
-    "rigetti": ["x", "y", "z", "rx", "ry", "rz", "h", "cnot", "cz", "s", "si", "t", "ti", "swap", "iswap"],
-}
-
-
-def _edges(spec: Mapping[str, Any]) -> list[tuple[int, int]]:
-    if "edges" in spec:
-        return [tuple(e) for e in spec["edges"]]
-    if "grid" in spec:
-        rows, cols = spec["grid"]
-        out = []
-        for r_, c in itertools.product(range(rows), range(cols)):
-            q = r_ * cols + c
-            if c + 1 < cols:
-                out.append((q, q + 1))
-            if r_ + 1 < rows:
-                out.append((q, q + cols))
-        return out
-    return []
-
-
-def _labels(spec: Mapping[str, Any]) -> list[int]:
-    return list(spec.get("labels", range(spec["qubits"])))
-
-
-def published_properties(device: str) -> dict[str, Any]:
-    """Braket device-properties dict of a published twin (uniform median figures)."""
-    try:
-        spec = PUBLISHED[device]
-    except KeyError:
-        raise CalibrationError(f"no published figures for {device!r}; known: {', '.join(PUBLISHED)}") from None
-    family, labels = spec["family"], _labels(spec)
-    header = lambda name, v="1": {"name": name, "version": v}  # noqa: E731
-    sources = "; ".join(f"{k}: {v}" for k, v in spec["sources"].items())
-    native_ops = {"ionq": ["gpi", "gpi2", "ms"], "iqm": ["prx", "cz"], "rigetti": ["rx", "rz", "iswap"]}[family]
-    summary = (
-        f"qflhw published twin of {device}: published median figures applied uniformly to all qubits "
-        f"and couplers (no per-qubit spread), read {PUBLISHED_DATE}. Sources: {sources}"
-    )
-    result_types = [
-        {"name": "Sample", "observables": ["x", "y", "z", "h", "i"], "minShots": 1, "maxShots": spec["shots"][1]},
-        {"name": "Expectation", "observables": ["x", "y", "z", "h", "i"], "minShots": 1, "maxShots": spec["shots"][1]},
-        {"name": "Variance", "observables": ["x", "y", "z", "h", "i"], "minShots": 1, "maxShots": spec["shots"][1]},
-        {"name": "Probability", "minShots": 1, "maxShots": spec["shots"][1]},
-    ]
-    out: dict[str, Any] = {
-        "braketSchemaHeader": header(f"braket.device_schema.{family}.{family}_device_capabilities",
-                                     "2" if family == "rigetti" else "1"),
-        "service": {
-            "braketSchemaHeader": header("braket.device_schema.device_service_properties"),
-            "executionWindows": [{"executionDay": "Everyday", "windowStartHour": "00:00", "windowEndHour": "23:59"}],
-            "shotsRange": spec["shots"],
-            "deviceCost": {"price": spec["price_per_shot"], "unit": "shot"},
-            "deviceDocumentation": {"imageUrl": None, "summary": summary, "externalDocumentationUrl": None},
-            "deviceLocation": spec["region"],
-            "updatedAt": f"{PUBLISHED_DATE}T00:00:00",
-        },
-        "action": {
-            "braket.ir.openqasm.program": {
-                "actionType": "braket.ir.openqasm.program",
-                "version": ["1"],
-                "supportedOperations": sorted(set(_SUPPORTED_OPERATIONS[family]) | set(native_ops)),
-                "supportedPragmas": ["verbatim"],
-                "forbiddenPragmas": [],
-                "supportPhysicalQubits": family != "ionq",
-                "supportsPartialVerbatimBox": family != "ionq",
-                "requiresAllQubitsMeasurement": family == "ionq",
-                "supportedResultTypes": result_types,
-            },
-            "braket.ir.openqasm.program_set": {
-                "actionType": "braket.ir.openqasm.program_set",
-                "version": ["1"],
-                "maximumExecutables": 100,
-                "maximumTotalShots": 200000,
-            },
-        },
-        "paradigm": {
-            "braketSchemaHeader": header("braket.device_schema.gate_model_qpu_paradigm_properties"),
-            "qubitCount": spec["qubits"],
-            "nativeGateSet": spec["native"],
-            "connectivity": {"fullyConnected": family == "ionq", "connectivityGraph": {}},
-        },
-        "deviceParameters": {},
-    }
-    if family == "ionq":
-        out["provider"] = {
-            "braketSchemaHeader": header("braket.device_schema.ionq.ionq_provider_properties"),
-            "fidelity": {"1Q": {"mean": spec["f1q"]}, "2Q": {"mean": spec["f2q"]}, "spam": {"mean": spec["fro"]}},
-            "timing": {"T1": spec["t1"], "T2": spec["t2"], "1Q": spec["d1q"], "2Q": spec["d2q"],
-                       "readout": spec["dro"], "reset": spec["reset"]},
-        }
-        rb = {"name": "RANDOMIZED_BENCHMARKING", "description": None}
-        dur = lambda v: {"value": v, "standardError": None, "unit": "s"}  # noqa: E731
-        fid = lambda v, t=rb: {"fidelityType": t, "fidelity": v, "standardError": None, "unit": "fraction"}  # noqa: E731
-        out["standardized"] = {
-            "braketSchemaHeader": header("braket.device_schema.standardized_gate_model_qpu_device_properties", "3"),
-            "oneQubitProperties": None,
-            "T1": dur(spec["t1"]),
-            "T2": dur(spec["t2"]),
-            "readoutFidelity": [fid(spec["fro"], None)],
-            "readoutDuration": dur(spec["dro"]),
-            "singleQubitGateDuration": dur(spec["d1q"]),
-            "singleQubitFidelity": [fid(spec["f1q"])],
-            "twoQubitGateFidelity": [fid(spec["f2q"])],
-            "twoQubitGateDuration": dur(spec["d2q"]),
-            "activeResetDuration": dur(spec["reset"]),
-            "updatedAt": f"{PUBLISHED_DATE}T00:00:00",
-        }
-        return out
-    graph: dict[str, list[str]] = {}
-    for a, b in _edges(spec):  # both directions: the couplers are symmetric
-        graph.setdefault(str(a), []).append(str(b))
-        graph.setdefault(str(b), []).append(str(a))
-    out["paradigm"]["connectivity"]["connectivityGraph"] = {
-        k: sorted(v, key=int) for k, v in sorted(graph.items(), key=lambda kv: int(kv[0]))
-    }
-    rb1 = "SIMULTANEOUS_RANDOMIZED_BENCHMARKING" if family == "iqm" else "RANDOMIZED_BENCHMARKING"
-    rb2 = "SIMULTANEOUS_INTERLEAVED_RANDOMIZED_BENCHMARKING" if family == "iqm" else "INTERLEAVED_RANDOMIZED_BENCHMARKING"
-    gate2 = "cz" if family == "iqm" else "ISWAP"
-    out["standardized"] = {
-        "braketSchemaHeader": header("braket.device_schema.standardized_gate_model_qpu_device_properties"),
-        "oneQubitProperties": {
-            str(q): {
-                "T1": {"value": spec["t1"], "standardError": None, "unit": "S"},
-                "T2": {"value": spec["t2"], "standardError": None, "unit": "S"},
-                "oneQubitFidelity": [
-                    {"fidelityType": {"name": rb1, "description": None}, "fidelity": spec["f1q"], "standardError": None},
-                    {"fidelityType": {"name": "READOUT", "description": None}, "fidelity": spec["fro"], "standardError": None},
-                ],
-            }
-            for q in labels
-        },
-        "twoQubitProperties": {
-            f"{a}-{b}": {
-                "twoQubitGateFidelity": [
-                    {"direction": None, "gateName": gate2, "fidelity": spec["f2q"], "standardError": None,
-                     "fidelityType": {"name": rb2, "description": None}}
-                ]
-            }
-            for a, b in _edges(spec)
-        },
-    }
-    return out
-
-
-def properties_path(device: str, directory: Path | None = None) -> Path:
-    return Path(directory or data_dir("backends") / "braket") / f"{device}-properties.json"
-
-
-def write_published_properties(directory: Path | None = None, *, overwrite: bool = False) -> list[Path]:
-    """Write ``backends/braket/<device>-properties.json`` for every published twin.
-
-    Each file is validated with the Braket schema before it is written. An existing file with
-    other content is kept unless ``overwrite``.
-    """
-    written = []
-    for device in PUBLISHED:
-        text = json.dumps(published_properties(device), indent=1) + "\n"
-        load_braket_properties(text)
-        path = properties_path(device, directory)
-        if path.exists() and path.read_text(encoding="utf-8") != text and not overwrite:
-            raise CalibrationError(f"{path} exists with other content; pass overwrite=True to replace it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
-
-
-def published_source(device: str, properties_file: Path | None = None) -> str:
-    spec = PUBLISHED[device]
-    where = f"backends/braket/{device}-properties.json" if properties_file is None else str(properties_file)
-    return f"{where} ({spec['arn']}); figures from: " + "; ".join(
-        f"{k}: {v}" for k, v in spec["sources"].items()
-    )
-
-
-def build_published_snapshots(
-    root: Path | None = None, properties_dir: Path | None = None, *, save: bool = True
-) -> dict[str, Calibration]:
-    """Convert ``backends/braket/<device>-properties.json`` into published snapshots.
-
-    Saves ``calibration/<device>/<PUBLISHED_DATE>.json`` (``root`` overrides the calibration
-    folder); an existing identical snapshot is left alone, a different one is an error (snapshots
-    are never overwritten).
-    """
-    out = {}
-    for device in PUBLISHED:
-        path = properties_path(device, properties_dir)
-        if not path.exists():
-            raise CalibrationError(f"{path}: no such properties file; run write_published_properties() first")
-        cal = from_braket_properties(
-            path.read_text(encoding="utf-8"),
-            device=device,
-            kind="published",
-            source=published_source(device),
-            date=PUBLISHED_DATE,
-            retrieved=PUBLISHED_DATE,
-            notes="published median figures applied uniformly to all qubits and couplers (no per-qubit spread)",
-        )
-        out[device] = cal
-        if save:
-            target = Path(root or calibration_root()) / device / f"{PUBLISHED_DATE}.json"
-            if target.exists():
-                if Calibration.load(target).to_json() != cal.to_json():
-                    raise CalibrationError(
-                        f"{target} exists with other content; snapshots are never overwritten (delete it by hand)"
-                    )
-                continue
-            cal.save(root)
-    return out

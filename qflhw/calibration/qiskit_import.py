@@ -1,6 +1,6 @@
 """Build calibration snapshots from what the SDKs report: qiskit backends (fake or live IBM).
 
-Braket devices are read in :mod:`qflhw.braket_calibration`.
+Braket devices are read in :mod:`qflhw.calibration.braket_import`.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from qflhw.calibration import Calibration, GateCalibration, Provenance, QubitCalibration
+from qflhw.calibration.snapshot import Calibration, GateCalibration, Provenance, QubitCalibration
 from qflhw.errors import CalibrationError
 
 # Instructions a Target lists that are not gates with calibration data.

@@ -4,6 +4,11 @@ A snapshot lives at ``calibration/<device>/<YYYY-MM-DD>.json``. It holds what th
 the noise-aware transpiler need: per-qubit T1/T2 and asymmetric readout errors, per-gate errors
 and durations on the coupling map, and the native gate set (qiskit instruction names). Files are
 validated on load (a bad one names the file and the field) and never overwritten.
+
+Schema versions: ``qflhw.calibration/2`` adds ``qubit_labels``, the provider's label of each
+qubit index (Braket's IQM devices count from 1). Version 1 files kept those labels as text in
+``provenance.notes``; they still load, with the labels read from the notes, and write back
+exactly as they were (so their content hash, :attr:`Calibration.id`, does not change).
 """
 
 from __future__ import annotations
@@ -14,16 +19,19 @@ import hashlib
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from qflhw.config.paths import data_dir
 from qflhw.errors import CalibrationError, ConfigError, field_error
-from qflhw.paths import data_dir
 
-SCHEMA = "qflhw.calibration/1"
+SCHEMA_V1 = "qflhw.calibration/1"
+SCHEMA: Literal["qflhw.calibration/2"] = "qflhw.calibration/2"
+_V1_LABELS = re.compile(r"braket_qubit_labels=(\d+)\.\.(\d+)|braket_qubit_labels=\[([0-9, ]*)\]")
 UNITS = {
     "t1": "s",
     "t2": "s",
@@ -76,7 +84,7 @@ class GateCalibration(_Strict):
 class Calibration(_Strict):
     """A validated calibration snapshot of one device."""
 
-    schema_: Literal["qflhw.calibration/1"] = Field(alias="schema", default=SCHEMA)
+    schema_: Literal["qflhw.calibration/1", "qflhw.calibration/2"] = Field(alias="schema", default=SCHEMA)
     device: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     date: _dt.date
     provenance: Provenance
@@ -86,8 +94,29 @@ class Calibration(_Strict):
     dt: float | None = Field(default=None, gt=0, description="sample time, s (IBM devices)")
     qubits: tuple[QubitCalibration, ...]
     gates: tuple[GateCalibration, ...]
+    qubit_labels: tuple[int, ...] | None = Field(
+        default=None, description="the provider's label of each qubit index (None: labels are 0..n-1)"
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _labels_of_v1(cls, raw: Any) -> Any:
+        """Version 1 kept Braket qubit labels in ``provenance.notes``: read them from there."""
+        if not isinstance(raw, dict) or raw.get("schema") != SCHEMA_V1:
+            return raw
+        if "qubit_labels" in raw:
+            raise ValueError(f"qubit_labels is a field of {SCHEMA}, not of {SCHEMA_V1}; set schema to {SCHEMA!r}")
+        notes = raw.get("provenance", {}).get("notes", "") if isinstance(raw.get("provenance"), dict) else ""
+        m = _V1_LABELS.search(notes or "")
+        if m is None:
+            return raw
+        if m.group(1) is not None:
+            labels = list(range(int(m.group(1)), int(m.group(2)) + 1))
+        else:
+            labels = [int(x) for x in m.group(3).split(",") if x.strip()]
+        return {**raw, "qubit_labels": labels}
 
     @field_validator("units")
     @classmethod
@@ -103,6 +132,10 @@ class Calibration(_Strict):
             raise ValueError(f"qubits has {len(self.qubits)} entries but num_qubits is {self.num_qubits}")
         if "measure" not in self.native_gates:
             raise ValueError("native_gates must include 'measure'")
+        if self.qubit_labels is not None and (
+            len(self.qubit_labels) != self.num_qubits or len(set(self.qubit_labels)) != self.num_qubits
+        ):
+            raise ValueError(f"qubit_labels must name each of the {self.num_qubits} qubits once")
         for i, g in enumerate(self.gates):
             if g.gate not in self.native_gates:
                 raise ValueError(f"gates[{i}].gate {g.gate!r} is not in native_gates")
@@ -118,6 +151,16 @@ class Calibration(_Strict):
         Cached: the snapshot is frozen, and every job record asks for it."""
         digest = hashlib.sha256(self.to_json().encode()).hexdigest()[:10]
         return f"{self.device}/{self.date.isoformat()}#{digest}"
+
+    @property
+    def labels(self) -> list[int]:
+        """The provider's label of each qubit index (identity when the snapshot gives none)."""
+        return list(self.qubit_labels) if self.qubit_labels is not None else list(range(self.num_qubits))
+
+    def same_figures(self, other: Calibration) -> bool:
+        """Whether ``other`` holds the same device figures (provenance and schema aside)."""
+        keep = {"device", "date", "num_qubits", "native_gates", "dt", "qubits", "gates"}
+        return self.model_dump(include=keep) == other.model_dump(include=keep) and self.labels == other.labels
 
     @property
     def coupling_map(self) -> list[tuple[int, int]]:
@@ -165,7 +208,9 @@ class Calibration(_Strict):
 
     # ------------------------------------------------------------------ files
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=1, sort_keys=True)
+        """The file text; a version 1 snapshot writes version 1 (its labels stay in the notes)."""
+        exclude = {"qubit_labels"} if self.schema_ == SCHEMA_V1 else set()
+        return json.dumps(self.model_dump(mode="json", by_alias=True, exclude=exclude), indent=1, sort_keys=True)
 
     def save(self, root: Path | None = None) -> Path:
         """Write ``<root>/<device>/<date>.json``; an existing snapshot is never overwritten."""

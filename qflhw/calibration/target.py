@@ -18,17 +18,17 @@ from qiskit.circuit.library import get_standard_gate_name_mapping
 from qiskit.providers import BackendV2, Options
 from qiskit.transpiler import InstructionProperties, QubitProperties, Target
 
-from qflhw.calibration import Calibration
+from qflhw.calibration.snapshot import Calibration
 from qflhw.errors import CalibrationError
 
 
 @lru_cache(maxsize=1)
-def _gate_library() -> dict[str, Instruction]:
+def gate_library() -> dict[str, Instruction]:
     """qiskit instruction objects by name: the standard library plus IonQ's native gates."""
     lib = dict(get_standard_gate_name_mapping())
     try:  # IonQ natives (gpi, gpi2, ms) come with qiskit-braket-provider's dependency qiskit-ionq
-        from qiskit_ionq.ionq_gates import GPI2Gate, GPIGate, MSGate
         from qiskit.circuit import Parameter
+        from qiskit_ionq.ionq_gates import GPI2Gate, GPIGate, MSGate
 
         lib["gpi"] = GPIGate(Parameter("phi"))
         lib["gpi2"] = GPI2Gate(Parameter("phi"))
@@ -53,7 +53,7 @@ def to_target(cal: Calibration, qubits: Sequence[int] | None = None, gates: Coll
         dt=cal.dt,
         qubit_properties=qprops,
     )
-    lib = _gate_library()
+    lib = gate_library()
     by_gate: dict[str, dict[tuple[int, ...], InstructionProperties]] = {}
     for g in cal.gates:
         if all(q in index for q in g.qubits):

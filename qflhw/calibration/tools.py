@@ -1,7 +1,6 @@
-"""Calibration tools for heterogeneity studies: compare two snapshots, write what-if scaled
-copies, and show what each client's device does to a spec's circuit (layout, depth, ESP).
-
-``qflhw calibration diff|scale|heterogeneity`` print what these functions return.
+"""Calibration tools for heterogeneity studies: compare two snapshots and write what-if scaled
+copies. ``qflhw calibration diff|scale`` print what these functions return; what each client's
+device does to a spec's circuit is :mod:`qflhw.federation.quality`.
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qflhw import calibration as cal_mod
-from qflhw.calibration import Calibration
+from qflhw.calibration import snapshot as cal_mod
+from qflhw.calibration.snapshot import Calibration
 from qflhw.errors import ConfigError
 
 # ------------------------------------------------------------------------------ diff
@@ -107,14 +106,14 @@ def diff(a: Calibration, b: Calibration) -> CalibrationDiff:
         ea = [g.error for g in a.gates if g.gate == name]
         eb = [g.error for g in b.gates if g.gate == name]
         gates.append(GateChange(name, len(ea), len(eb), _median(ea), _median(eb)))
-    ea, eb = _edges(a), _edges(b)
+    edges_a, edges_b = _edges(a), _edges(b)
     return CalibrationDiff(
         a,
         b,
         tuple(_qubit_change(a, b, m) for m in ("T1", "T2", "readout error")),
         tuple(gates),
-        tuple(sorted(eb - ea)),
-        tuple(sorted(ea - eb)),
+        tuple(sorted(edges_b - edges_a)),
+        tuple(sorted(edges_a - edges_b)),
     )
 
 
@@ -134,10 +133,11 @@ def format_diff(d: CalibrationDiff, label_a: str, label_b: str) -> str:
     """The terminal report of :func:`diff`."""
     a, b = d.a, d.b
     common = min(a.num_qubits, b.num_qubits)
-    lines = [
-        f"A {label_a}: {a.device} {a.date} ({a.provenance.kind}: {a.provenance.source}{'; ' + a.provenance.notes if a.provenance.notes else ''})",
-        f"B {label_b}: {b.device} {b.date} ({b.provenance.kind}: {b.provenance.source}{'; ' + b.provenance.notes if b.provenance.notes else ''})",
-    ]
+    def origin(c: Calibration) -> str:
+        notes = "; " + c.provenance.notes if c.provenance.notes else ""
+        return f"{c.device} {c.date} ({c.provenance.kind}: {c.provenance.source}{notes})"
+
+    lines = [f"A {label_a}: {origin(a)}", f"B {label_b}: {origin(b)}"]
     if a.id == b.id:
         lines.append("identical snapshots (same content hash)")
     added = sorted(set(b.native_gates) - set(a.native_gates))
@@ -202,60 +202,3 @@ def write_scaled(ref: str, factor: float, out: str | Path) -> tuple[Path, Calibr
     except FileExistsError:
         raise ConfigError(f"{path}: exists already; scaled snapshots never overwrite a file, pick another --out") from None
     return path, original, scaled
-
-
-# ------------------------------------------------------------------------------ heterogeneity
-
-
-@dataclass(frozen=True)
-class ClientQuality:
-    """What one client's device makes of the spec's circuit."""
-
-    client: str
-    device: str
-    calibration: str
-    calibration_id: str
-    noise_scale: float
-    physical_qubits: tuple[int, ...]
-    depth: int
-    two_qubit_gates: int
-    esp: float
-
-
-def client_quality(spec) -> list[ClientQuality]:  # noqa: ANN001 - a qflhw.spec.JobSpec
-    """Transpile the spec's model circuit for every client as its device would (same seed)."""
-    from qflhw.circuits import build
-    from qflhw.client import _seed
-    from qflhw.profiles import load_profile
-    from qflhw.transpile import transpile_for
-
-    circuit = build(spec.model.ansatz, spec.model.qubits, spec.model.layers, spec.model.encoding).circuit
-    out = []
-    for cs in spec.clients:
-        prof = load_profile(cs.device)
-        ref = cs.calibration or prof.calibration or f"{prof.device}/latest"  # as make_device picks it
-        cal = cal_mod.load(ref)
-        if cs.noise_scale != 1.0:
-            cal = cal.scaled(cs.noise_scale)
-        tc = transpile_for(
-            circuit, cal, optimization_level=prof.optimization_level, seed=_seed(spec.seed, cs.name, "device")
-        )
-        out.append(
-            ClientQuality(
-                cs.name, cs.device, ref, cal.id, cs.noise_scale, tc.physical_qubits, tc.depth, tc.two_qubit_gates, tc.esp
-            )
-        )
-    return out
-
-
-def format_quality(rows: list[ClientQuality]) -> str:
-    lines = [
-        f"{'client':<12} {'device':<18} {'calibration':<26} {'noise':>5}  {'physical qubits':<20} "
-        f"{'depth':>5} {'2q':>4} {'ESP':>6}"
-    ]
-    for r in rows:
-        lines.append(
-            f"{r.client:<12} {r.device:<18} {r.calibration:<26} {r.noise_scale:>5g}  "
-            f"{str(list(r.physical_qubits)):<20} {r.depth:>5} {r.two_qubit_gates:>4} {r.esp:>6.3f}"
-        )
-    return "\n".join(lines)

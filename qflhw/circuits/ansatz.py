@@ -1,7 +1,7 @@
 """Encoders, ansätze and observables for variational QFL models.
 
 Every trainable gate gets its own parameter, so shifting one weight shifts exactly one gate and
-the parameter-shift rule of that gate applies (see :mod:`qflhw.gradients`). Inputs are named
+the parameter-shift rule of that gate applies (see :mod:`qflhw.execution.gradients`). Inputs are named
 ``x[i]`` and weights ``w[j]``; bindings always list inputs first, then weights.
 """
 
@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from qiskit.circuit import ParameterVector, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
+from qflhw.config.spec import ANSATZE, Encoding
 from qflhw.errors import ConfigError
-
-AnsatzName = Literal["rot-crx", "hardware-efficient", "reuploading"]
-ANSATZE: tuple[str, ...] = ("rot-crx", "hardware-efficient", "reuploading")
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,7 +35,7 @@ class ModelCircuit:
         return self.circuit.num_qubits
 
 
-def angle_encoding(qc: QuantumCircuit, x: Sequence, gate: Literal["rx", "ry"] = "ry") -> None:
+def angle_encoding(qc: QuantumCircuit, x: Sequence, gate: Encoding = "ry") -> None:
     """One rotation per qubit whose angle is the feature: x[i] on qubit i."""
     for q, xi in enumerate(x):
         getattr(qc, gate)(xi, q)
@@ -78,7 +75,7 @@ def weights_per_layer(ansatz: str, n: int) -> int:
     return {"rot-crx": 3 * n + ring, "hardware-efficient": 2 * n, "reuploading": 3 * n + ring}[ansatz]
 
 
-def build(ansatz: str, num_qubits: int, layers: int, encoding: Literal["rx", "ry"] = "ry") -> ModelCircuit:
+def build(ansatz: str, num_qubits: int, layers: int, encoding: Encoding = "ry") -> ModelCircuit:
     """Encoder + ansatz. ``reuploading`` repeats the encoder before every rot-crx layer."""
     if ansatz not in ANSATZE:
         raise ConfigError(f"unknown ansatz {ansatz!r}; choose one of {', '.join(ANSATZE)}")

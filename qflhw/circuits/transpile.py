@@ -17,9 +17,9 @@ from qiskit.circuit import QuantumCircuit
 from qiskit.transpiler import Target
 from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager
 
-from qflhw.calibration import Calibration
+from qflhw.calibration.snapshot import Calibration
+from qflhw.calibration.target import is_two_qubit_gate, to_target
 from qflhw.errors import CircuitTooWide
-from qflhw.target import is_two_qubit_gate, to_target
 
 _SKIP = {"barrier", "delay"}
 

@@ -16,7 +16,7 @@ def data_dir(kind: str) -> Path:
     override = os.environ.get("QFLHW_DATA")
     if override:
         return Path(override) / kind
-    beside_package = Path(__file__).resolve().parent.parent / kind
+    beside_package = Path(__file__).resolve().parents[2] / kind  # <checkout>/qflhw/config/paths.py
     if beside_package.is_dir():
         return beside_package
     return Path(sys.prefix) / "share" / "qflhw" / kind

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from qflhw.config.paths import data_dir
 from qflhw.errors import ConfigError, field_error
-from qflhw.paths import data_dir
 
 
 class _Strict(BaseModel):

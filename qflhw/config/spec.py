@@ -6,13 +6,40 @@ every error is one line naming the file, the field and what is allowed.
 
 from __future__ import annotations
 
+import json
+import math
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qflhw.errors import ConfigError, field_error
+
+# Vocabularies: declared once here, and used by every module that needs the list of choices.
+Ansatz = Literal["rot-crx", "hardware-efficient", "reuploading"]
+Encoding = Literal["rx", "ry"]
+Partition = Literal["iid", "dirichlet", "label-shards"]
+Optimizer = Literal["adam", "sgd"]
+GradientMethod = Literal["parameter-shift", "spsa"]
+ShotAllocation = Literal["uniform", "variance-weighted"]
+MitigationMethod = Literal["none", "zne", "rem", "zne+rem"]
+Extrapolation = Literal["richardson", "linear", "exponential"]
+Folding = Literal["two-qubit", "global"]
+AggregationMethod = Literal["fedavg", "noise-aware", "inverse-variance", "median", "trimmed-mean", "sporadic"]
+SporadicMode = Literal["skip", "scale"]
+
+ANSATZE: tuple[str, ...] = get_args(Ansatz)
+PARTITIONS: tuple[str, ...] = get_args(Partition)
+SHOT_ALLOCATIONS: tuple[str, ...] = get_args(ShotAllocation)
+EXTRAPOLATIONS: tuple[str, ...] = get_args(Extrapolation)
+FOLDINGS: tuple[str, ...] = get_args(Folding)
+AGGREGATION_METHODS: tuple[str, ...] = get_args(AggregationMethod)
+BUILTIN_DATASETS: tuple[str, ...] = ("digits", "iris", "wine", "breast_cancer")
+
+#: Names that end up in idempotency keys, file names and job tags: no ``/``, no spaces.
+NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 
 
 class _Strict(BaseModel):
@@ -20,9 +47,9 @@ class _Strict(BaseModel):
 
 
 class DataSpec(_Strict):
-    dataset: str = Field(default="digits", description="digits | iris | wine | breast_cancer | path to .csv/.npz")
+    dataset: str = Field(default="digits", description=f"{' | '.join(BUILTIN_DATASETS)} | path to .csv/.npz")
     classes: list[int] | None = Field(default=None, description="keep only these labels (re-labelled 0..k-1)")
-    partition: Literal["iid", "dirichlet", "label-shards"] = "iid"
+    partition: Partition = "iid"
     alpha: float = Field(default=0.5, gt=0, description="Dirichlet concentration (partition = dirichlet)")
     labels_per_client: int = Field(default=1, ge=1, description="for partition = label-shards")
     test_fraction: float = Field(default=0.2, ge=0, lt=1, description="per-client test split")
@@ -33,8 +60,8 @@ class DataSpec(_Strict):
 class ModelSpec(_Strict):
     qubits: int = Field(default=4, ge=1, le=32)
     layers: int = Field(default=2, ge=1, le=50)
-    ansatz: Literal["rot-crx", "hardware-efficient", "reuploading"] = "rot-crx"
-    encoding: Literal["rx", "ry"] = "ry"
+    ansatz: Ansatz = "rot-crx"
+    encoding: Encoding = "ry"
     observables: list[str] = Field(default_factory=list, description="Pauli labels; default Z on each qubit")
 
 
@@ -42,15 +69,15 @@ class TrainingSpec(_Strict):
     local_epochs: int = Field(default=1, ge=1)
     batch_size: int = Field(default=8, ge=1)
     learning_rate: float = Field(default=0.05, gt=0)
-    optimizer: Literal["adam", "sgd"] = "adam"
-    gradient: Literal["parameter-shift", "spsa"] = "parameter-shift"
+    optimizer: Optimizer = "adam"
+    gradient: GradientMethod = "parameter-shift"
     spsa_epsilon: float = Field(default=0.1, gt=0)
     shots: int = Field(default=1000, ge=0, description="shots per circuit; 0 = exact expectations (fake only)")
     proximal_mu: float = Field(default=0.0, ge=0, description="FedProx proximal weight; 0 = plain local training")
-    shot_allocation: Literal["uniform", "variance-weighted"] = Field(
+    shot_allocation: ShotAllocation = Field(
         default="uniform",
         description="split of a step's shots over its circuits (e.g. ZNE scale factors); variance-weighted puts "
-        "more where |weight| x std is larger, same total (see qflhw.shots)",
+        "more where |weight| x std is larger, same total (see qflhw.execution.shots)",
     )
     adaptive_shots: bool = Field(
         default=False, description="iCANS-style shots per step from gradient variance; `shots` is the first step's"
@@ -65,29 +92,51 @@ class TrainingSpec(_Strict):
         return self
 
 
-class MitigationSpec(_Strict):
-    """``[mitigation]``: error mitigation with Mitiq (see qflhw.mitigation)."""
+def check_zne(scale_factors: Sequence[float], extrapolation: str, folding: str) -> None:
+    """Raise ConfigError naming the field and the fix when a ZNE setting cannot work.
 
-    method: Literal["none", "zne", "rem", "zne+rem"] = "none"
+    The rules of ``[mitigation]`` for ZNE; :class:`MitigationSpec` and the ZNE technique built
+    from Python both apply them.
+    """
+    sf = list(scale_factors)
+    if extrapolation not in EXTRAPOLATIONS:
+        raise ConfigError(f"mitigation.extrapolation must be one of {', '.join(EXTRAPOLATIONS)}, got {extrapolation!r}")
+    if folding not in FOLDINGS:
+        raise ConfigError(f"mitigation.folding must be one of {', '.join(FOLDINGS)}, got {folding!r}")
+    if len(sf) < 2:
+        raise ConfigError(f"mitigation.scale_factors needs at least 2 values to extrapolate, got {sf}; e.g. [1, 3, 5]")
+    if any(not math.isfinite(s) or s < 1 for s in sf):
+        raise ConfigError(f"mitigation.scale_factors must all be >= 1 (1 = the circuit as compiled), got {sf}")
+    if len(set(sf)) != len(sf):
+        raise ConfigError(f"mitigation.scale_factors must be distinct, got {sf}")
+    if extrapolation == "exponential" and len(sf) < 3:
+        raise ConfigError(
+            f"mitigation.extrapolation = 'exponential' fits 3 parameters and needs at least 3 scale factors, "
+            f"got {sf}; add one or use 'linear'"
+        )
+
+
+class MitigationSpec(_Strict):
+    """``[mitigation]``: error mitigation with Mitiq (see qflhw.execution.mitigation)."""
+
+    method: MitigationMethod = "none"
     scale_factors: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0], description="ZNE noise scale factors, >= 1")
-    extrapolation: Literal["richardson", "linear", "exponential"] = "richardson"
-    folding: Literal["two-qubit", "global"] = Field(default="two-qubit", description="fold two-qubit gates only, or the whole circuit")
+    extrapolation: Extrapolation = "richardson"
+    folding: Folding = Field(default="two-qubit", description="fold two-qubit gates only, or the whole circuit")
     seed: int = Field(default=0, description="seed of Mitiq's random choice of gates to fold (non-odd scale factors)")
 
     @model_validator(mode="after")
     def _zne_settings(self) -> MitigationSpec:
         if "zne" in self.method:
-            from qflhw.mitigation import check_zne
-
             check_zne(self.scale_factors, self.extrapolation, self.folding)
         return self
 
 
 class AggregationSpec(_Strict):
-    method: Literal["fedavg", "noise-aware", "inverse-variance", "median", "trimmed-mean", "sporadic"] = "fedavg"
+    method: AggregationMethod = "fedavg"
     trim_fraction: float = Field(default=0.2, ge=0, lt=0.5)
     threshold: float = Field(default=0.5, gt=0, lt=1, description="sporadic: noise level (1 - ESP) above which a client backs off")
-    mode: Literal["skip", "scale"] = Field(default="scale", description="sporadic: drop a noisy client's update or damp it")
+    mode: SporadicMode = Field(default="scale", description="sporadic: drop a noisy client's update or damp it")
     min_clients: int = Field(default=1, ge=1, description="fewest reporting clients for a round to count")
 
 
@@ -104,7 +153,7 @@ class ResilienceSpec(_Strict):
 
 
 class ClientSpec(_Strict):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field(min_length=1, pattern=NAME_PATTERN, description="letters, digits, _ . - (it names jobs and files)")
     device: str = Field(description="a profile in backends/ (see `qflhw devices`)")
     calibration: str | None = Field(default=None, description="override the profile's snapshot: <device>/<date>")
     noise_scale: float = Field(default=1.0, gt=0, description="multiply every error of the calibration")
@@ -116,7 +165,7 @@ class ClientSpec(_Strict):
 
 
 class JobSpec(_Strict):
-    name: str = "qfl-run"
+    name: str = Field(default="qfl-run", min_length=1, pattern=NAME_PATTERN, description="letters, digits, _ . - (it names jobs and files)")
     seed: int = 0
     rounds: int = Field(default=5, ge=1)
     client_fraction: float = Field(default=1.0, gt=0, le=1, description="share of clients sampled each round")
@@ -178,6 +227,15 @@ def read_toml(path: str | Path) -> tuple[str, dict[str, Any]]:
 
 
 def load_spec(path: str | Path) -> JobSpec:
-    """Read and validate a job spec; every problem is one line naming the file and field."""
-    _, raw = read_toml(path)
+    """Read and validate a job spec (TOML; or JSON, as a run keeps a spec built in Python); every
+    problem is one line naming the file and field."""
+    if Path(path).suffix == ".json":
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such spec file") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: not a readable JSON spec ({err})") from err
+    else:
+        _, raw = read_toml(path)
     return parse_spec(raw, str(path))

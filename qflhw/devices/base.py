@@ -11,20 +11,59 @@ from __future__ import annotations
 import abc
 import io
 import pickle
+import re
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Literal, Protocol
 
 import numpy as np
 from qiskit.circuit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
-from qflhw.calibration import Calibration
+from qflhw.calibration.snapshot import Calibration
+from qflhw.circuits.measure import measurement_bases
+from qflhw.circuits.transpile import TranspileCache, Transpiled
+from qflhw.config.profiles import DeviceProfile
 from qflhw.errors import ConfigError
-from qflhw.profiles import DeviceProfile
-from qflhw.transpile import TranspileCache, Transpiled
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+_KEY = re.compile(r"^(?P<run>[^/]+)/r(?P<round>\d+)/(?P<client>[^/]+)/(?P<phase>[se])(?P<step>\d+)$")
+
+
+@dataclass(frozen=True, order=True)
+class JobKey:
+    """The idempotency key of one provider job: which run, round, client and step it belongs to.
+
+    Written ``<run>/r<round>/<client>/s<step>`` (``e<step>`` for an evaluation job): the journal,
+    job tags and the fake provider's store all use that text, and :meth:`parse` reads it back.
+    Run and client names cannot hold ``/`` (the spec forbids it), so the text is unambiguous.
+    """
+
+    run: str
+    round: int
+    client: str
+    step: int
+    phase: Literal["s", "e"] = "s"  # s: a training step; e: an evaluation
+
+    def __post_init__(self) -> None:
+        if "/" in self.run or "/" in self.client or not self.run or not self.client:
+            raise ConfigError(f"job key parts must be non-empty and free of '/': run {self.run!r}, client {self.client!r}")
+
+    def __str__(self) -> str:
+        return f"{self.run}/r{self.round}/{self.client}/{self.phase}{self.step}"
+
+    @classmethod
+    def parse(cls, text: str) -> JobKey:
+        m = _KEY.match(text)
+        if m is None:
+            raise ConfigError(f"{text!r} is not a job key <run>/r<round>/<client>/s<step>")
+        return cls(m["run"], int(m["round"]), m["client"], int(m["step"]), m["phase"])  # type: ignore[arg-type]
+
+    @property
+    def round_group(self) -> str:
+        """``<run>/r<round>``: the jobs of one round share a provider execution mode."""
+        return f"{self.run}/r{self.round}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,10 +97,10 @@ class BatchItem:
 
 @dataclass(frozen=True, eq=False)
 class Batch:
-    """All items of one provider job; ``key`` is its idempotency key (run/round/client/step)."""
+    """All items of one provider job; ``key`` is its idempotency key (None: an ad-hoc job)."""
 
     items: tuple[BatchItem, ...]
-    key: str = ""
+    key: JobKey | None = None
 
     @property
     def num_bindings(self) -> int:
@@ -70,14 +109,10 @@ class Batch:
     @property
     def num_circuits(self) -> int:
         """Executables a provider bills for: one per binding per measurement basis."""
-        from qflhw.devices.measure import measurement_bases
-
         return sum(i.num_bindings * len(measurement_bases(i.observables)) for i in self.items)
 
     def total_shots(self, shots: int | None) -> int:
         """Shots the batch runs when sent with ``shots`` (items' own shots take precedence)."""
-        from qflhw.devices.measure import measurement_bases
-
         if shots is None:  # exact expectations: nothing is sampled
             return 0
         return sum(
@@ -113,9 +148,17 @@ class JobHandle(Protocol):
 
     def result(self, timeout: float | None = None) -> BatchResult: ...
 
+    def cancel(self) -> None:
+        """Ask the provider to cancel the job (a no-op once it is final)."""
+        ...
+
 
 class Device(abc.ABC):
-    """A client's QPU (or its fake twin): transpiles for itself and runs batches as jobs."""
+    """A client's QPU (or its fake twin): transpiles for itself and runs batches as jobs.
+
+    A device may hold provider resources (an open Runtime execution mode): ``close()`` releases
+    them, and ``with make_device(...) as dev:`` closes it on the way out.
+    """
 
     def __init__(self, profile: DeviceProfile, calibration: Calibration, *, seed: int = 1234):
         self.profile = profile
@@ -139,7 +182,7 @@ class Device(abc.ABC):
     def job(self, job_id: str) -> JobHandle:
         """Fetch an earlier job by id (for resume)."""
 
-    def find(self, key: str) -> JobHandle | None:
+    def find(self, key: JobKey) -> JobHandle | None:
         """The job sent earlier under idempotency ``key``, if the provider can tell (job tags).
 
         Covers a crash between sending a job and journaling its id. Providers that cannot look
@@ -149,6 +192,17 @@ class Device(abc.ABC):
 
     def run(self, batch: Batch, shots: int | None, timeout: float | None = None) -> BatchResult:
         return self.submit(batch, shots).result(timeout)
+
+    def close(self) -> None:  # noqa: B027 - an optional hook: only devices holding resources override it
+        """Release provider resources (open execution modes); jobs already sent still run."""
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 def pack_result(result: BatchResult) -> bytes:
@@ -168,7 +222,7 @@ def pack_result(result: BatchResult) -> bytes:
         "bases": [item.bases for item in result.items],
     }
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     return pickle.dumps((meta, buf.getvalue()), protocol=pickle.HIGHEST_PROTOCOL)
 
 

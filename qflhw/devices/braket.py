@@ -4,7 +4,7 @@ Every executable of a batch (item x measurement basis x binding) is the transpil
 its parameters bound, rotated into the basis with native gates, measured, and wrapped in a
 verbatim box on the device's physical qubits (``qiskit_braket_provider.to_braket(...,
 verbatim=True, qubit_labels=...)``), so Braket's compiler changes nothing. Binding numerically
-keeps IonQ's phase-frame rewrite (:func:`qflhw.braket_calibration.to_ionq_native`) exact and
+keeps IonQ's phase-frame rewrite (:func:`qflhw.circuits.ionq.to_ionq_native`) exact and
 avoids Braket's reserved ``FreeParameter`` names (``b``, ``q``).
 
 Where the device supports program sets (``DeviceActionType.OPENQASM_PROGRAM_SET``), the batch
@@ -26,14 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from qflhw import calibration as _calibration
-from qflhw.calibration import Calibration
+from qflhw._util import digest
+from qflhw.calibration import snapshot as _calibration
+from qflhw.calibration.snapshot import Calibration
+from qflhw.circuits.measure import measurement_bases
+from qflhw.config.profiles import DeviceProfile
 from qflhw.devices.base import Batch, BatchResult, Device, JobStatus
-from qflhw.devices.cloud import (
+from qflhw.devices.remote import (
     JobLayout,
     LayoutStore,
     adopt_snapshot,
-    digest,
     item_results,
     measured_circuit,
     parameter_columns,
@@ -42,7 +44,6 @@ from qflhw.devices.cloud import (
     wait_final,
 )
 from qflhw.errors import ConfigError, JobFailed, QflhwError, TransientBackendError
-from qflhw.profiles import DeviceProfile
 
 #: Braket task states -> ours.
 STATUS: dict[str, JobStatus] = {
@@ -161,7 +162,7 @@ class BraketJob:
             raise classify(err, self._where()) from err
         for final in ("failed", "cancelled"):
             if final in states:
-                return final  # type: ignore[return-value]
+                return final
         if all(s == "done" for s in states):
             return "done"
         return "running" if "running" in states or "done" in states else "queued"
@@ -176,13 +177,20 @@ class BraketJob:
                 continue
         return scrub("; ".join(r for r in reasons if r)) or "no reason given"
 
+    def cancel(self) -> None:
+        try:
+            for t in self.tasks:
+                t.cancel()
+        except Exception as err:  # noqa: BLE001
+            raise classify(err, self._where()) from err
+
     def result(self, timeout: float | None = None) -> BatchResult:
         if self._result is not None:
             return self._result
         state = wait_final(self.status, timeout, self.device.poll_interval, self._where())
         if state != "done":
             raise JobFailed(f"{self._where()} {state}: {self._failure()}")
-        dists = []
+        dists: list[np.ndarray] = []
         try:
             for t in self.tasks:
                 res = t.result()
@@ -234,11 +242,9 @@ class BraketDevice(Device):
         task_factory: Any = None,
     ):
         super().__init__(profile, calibration, seed=seed)
-        from qflhw.braket_calibration import qubit_labels
-
         self.device = device
         self.remote = _is_aws_device(device)
-        self.labels = qubit_labels(calibration)
+        self.labels = calibration.labels
         self.natives = _native_gates(device, profile)
         self.program_sets, dev_max, self.max_total_shots = _program_set_limits(device)
         limit = profile.limits.max_circuits
@@ -266,7 +272,7 @@ class BraketDevice(Device):
     def _native(self, circuit):  # noqa: ANN001, ANN202
         """A bound circuit in the snapshot's qiskit basis -> the device's Braket native gates."""
         if "gpi2" in self.natives:
-            from qflhw.braket_calibration import to_ionq_native
+            from qflhw.circuits.ionq import to_ionq_native
 
             return to_ionq_native(circuit)[0]
         if "rx" in self.natives and not {"sx", "x"} & self.natives:
@@ -289,11 +295,9 @@ class BraketDevice(Device):
             self._circuits[key] = hit = (tc, circ)  # keep tc alive: its id stays unique
         return hit[1]
 
-    def executables(self, batch: Batch) -> list[tuple[Any, int]]:
+    def executables(self, batch: Batch) -> list[tuple[Any, int | None]]:
         """(Braket verbatim circuit, shots) per executable, in :class:`JobLayout` order."""
         from qiskit_braket_provider import to_braket
-
-        from qflhw.devices.measure import measurement_bases
 
         out = []
         for item in batch.items:
@@ -310,12 +314,12 @@ class BraketDevice(Device):
         return out
 
     # ------------------------------------------------------------------ submission
-    def _chunks(self, execs: list[tuple[Any, int]], shots: int) -> list[tuple[list[Any], int]]:
+    def _chunks(self, execs: list[tuple[Any, int | None]], shots: int) -> list[tuple[list[Any], int]]:
         """Executables grouped into tasks: one per shot count, split at the device's limits."""
         groups: dict[int, list[Any]] = {}
         for circ, own in execs:
             groups.setdefault(own if own is not None else shots, []).append(circ)
-        chunks = []
+        chunks: list[tuple[list[Any], int]] = []
         for s, circs in groups.items():
             size = self.max_executables if self.program_sets else 1
             if self.program_sets and self.max_total_shots:
@@ -337,7 +341,7 @@ class BraketDevice(Device):
                 f"the budget charged {charged}; use one shot count per step (training.shot_allocation) or raise "
                 "limits.max_circuits only as far as the device allows"
             )
-        kwargs = {"tags": {"qflhw": "1", "qflhw-key": digest(batch.key)}} if self.remote and batch.key else {}
+        kwargs = {"tags": {"qflhw": "1", "qflhw-key": digest(str(batch.key))}} if self.remote and batch.key else {}
         with self._lock:
             self.layouts.before_submit(layout)
             tasks = []
@@ -373,7 +377,9 @@ class BraketDevice(Device):
         layout = self.layouts.for_earlier_job(job_id, where, remote=self.remote)
         factory = self._task_factory
         if factory is None:
-            from braket.aws import AwsQuantumTask as factory  # noqa: N813
+            from braket.aws import AwsQuantumTask
+
+            factory = AwsQuantumTask
         try:
             tasks = [factory(arn) for arn in job_id.split(SEPARATOR)]
         except Exception as err:  # noqa: BLE001
@@ -403,7 +409,7 @@ def connect(
         if calibration:
             cal = _calibration.load(calibration)
         else:
-            from qflhw.braket_calibration import from_braket_properties
+            from qflhw.calibration.braket_import import from_braket_properties
 
             live = from_braket_properties(
                 device.properties, device=profile.name, kind="live", source=f"AwsDevice({profile.device}).properties"

@@ -12,20 +12,19 @@ another process, and ``submissions.log`` is the provider's own count of what it 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import threading
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from qflhw.calibration import Calibration
-from qflhw.devices.base import Batch, BatchResult, Device, JobStatus, pack_result, unpack_result
-from qflhw.devices.compact import CompactSimulator
+from qflhw._util import atomic_write, digest, stable_seed
+from qflhw.calibration.snapshot import Calibration
+from qflhw.config.profiles import DeviceProfile
+from qflhw.devices.base import Batch, BatchResult, Device, JobKey, JobStatus, pack_result, unpack_result
+from qflhw.devices.simulator import CompactSimulator
 from qflhw.errors import JobFailed
-from qflhw.profiles import DeviceProfile
 
 
 class FakeJob:
@@ -40,6 +39,9 @@ class FakeJob:
 
     def result(self, timeout: float | None = None) -> BatchResult:
         return self._result
+
+    def cancel(self) -> None:
+        """Nothing to cancel: a fake job is finished when it exists."""
 
 
 class FakeDevice(Device):
@@ -63,9 +65,8 @@ class FakeDevice(Device):
         self._lock = threading.Lock()
 
     def _rng(self, batch: Batch, n: int) -> np.random.Generator:
-        salt = batch.key or f"#{n}"
-        digest = hashlib.sha256(f"{self.seed}|{self.calibration.id}|{salt}".encode()).digest()
-        return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        salt = str(batch.key) if batch.key else f"#{n}"
+        return np.random.default_rng(stable_seed(self.seed, self.calibration.id, salt, bits=64))
 
     def submit(self, batch: Batch, shots: int | None) -> FakeJob:
         with self._lock:
@@ -74,7 +75,7 @@ class FakeDevice(Device):
         start = time.perf_counter()
         rng = self._rng(batch, n)
         items = [self.simulator.evaluate(item, shots, rng) for item in batch.items]
-        job_id = f"fake-{self.name}-{_digest(batch.key or str(n))[:12]}-{n}"
+        job_id = f"fake-{self.name}-{digest(str(batch.key) if batch.key else str(n), 12)}-{n}"
         result = BatchResult(
             items=items,
             job_id=job_id,
@@ -87,20 +88,17 @@ class FakeDevice(Device):
         with self._lock:
             self._jobs[job_id] = job
             if self.store:
-                self._persist(batch.key, job_id, result)
+                self._persist(self.store, batch.key, job_id, result)
         return job
 
-    def _persist(self, key: str, job_id: str, result: BatchResult) -> None:
+    def _persist(self, store: Path, key: JobKey | None, job_id: str, result: BatchResult) -> None:
         """Write the job file atomically (the job 'exists' from then on), then log the submission."""
-        self.store.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
-        path = self.store / f"{job_id}.job"  # type: ignore[operator]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(pack_result(result))
-        os.replace(tmp, path)
+        store.mkdir(parents=True, exist_ok=True)
+        atomic_write(store / f"{job_id}.job", pack_result(result), fsync=False)
         if key:
-            _atomic_text(self.store / f"key-{_digest(key)}", job_id)  # type: ignore[operator]
-        with open(self.store / "submissions.log", "a", encoding="utf-8") as fh:  # type: ignore[operator]
-            fh.write(f"{key}\t{job_id}\n")
+            atomic_write(store / f"key-{digest(str(key))}", job_id, fsync=False)
+        with open(store / "submissions.log", "a", encoding="utf-8") as fh:
+            fh.write(f"{key or ''}\t{job_id}\n")
 
     def job(self, job_id: str) -> FakeJob:
         if job_id in self._jobs:
@@ -110,18 +108,9 @@ class FakeDevice(Device):
             raise JobFailed(f"device {self.name}: no job {job_id!r} (fake jobs persist only with a store folder)")
         return FakeJob(job_id, unpack_result(path.read_bytes()))
 
-    def find(self, key: str) -> FakeJob | None:
-        ref = self.store / f"key-{_digest(key)}" if self.store and key else None
+    def find(self, key: JobKey) -> FakeJob | None:
+        ref = self.store / f"key-{digest(str(key))}" if self.store else None
         if ref is None or not ref.is_file():
             return None
         return self.job(ref.read_text().strip())
 
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

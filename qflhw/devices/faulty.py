@@ -7,13 +7,15 @@ generator per (key, attempt), so a test run is reproducible.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import threading
 
 import numpy as np
+from qiskit.circuit import QuantumCircuit
 
-from qflhw.devices.base import Batch, BatchResult, Device, JobHandle, JobStatus
+from qflhw._util import stable_seed
+from qflhw.circuits.transpile import Transpiled
+from qflhw.devices.base import Batch, BatchResult, Device, JobHandle, JobKey, JobStatus
 from qflhw.errors import JobFailed, TransientBackendError
 
 
@@ -37,6 +39,9 @@ class _FaultyJob:
             raise TransientBackendError(f"waiting for job {self.job_id} timed out (injected)")
         return self._inner.result(timeout)
 
+    def cancel(self) -> None:
+        self._inner.cancel()
+
 
 class FaultyDevice(Device):
     """Wraps ``inner``; ``permanent_rate=1`` makes every job fail (a broken client)."""
@@ -52,7 +57,6 @@ class FaultyDevice(Device):
     ):
         super().__init__(inner.profile, inner.calibration, seed=inner.seed)
         self.inner = inner
-        self._transpiled = inner._transpiled  # share the cache: same circuits, same placement
         self.submit_rate = submit_rate
         self.timeout_rate = timeout_rate
         self.permanent_rate = permanent_rate
@@ -61,14 +65,17 @@ class FaultyDevice(Device):
         self._attempts: dict[str, itertools.count] = {}
         self._lock = threading.Lock()
 
+    def transpile(self, circuit: QuantumCircuit) -> Transpiled:
+        """The wrapped device's transpilation: same circuits, same placement."""
+        return self.inner.transpile(circuit)
+
     def _rng(self, key: str) -> np.random.Generator:
         with self._lock:
             attempt = next(self._attempts.setdefault(key, itertools.count()))
-        digest = hashlib.sha256(f"{self.fault_seed}|{key}|{attempt}".encode()).digest()
-        return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        return np.random.default_rng(stable_seed(self.fault_seed, key, attempt, bits=64))
 
     def submit(self, batch: Batch, shots: int | None) -> JobHandle:
-        rng = self._rng(batch.key)
+        rng = self._rng(str(batch.key) if batch.key else "")
         if rng.random() < self.submit_rate:
             self.injected["submit"] += 1
             raise TransientBackendError(f"device {self.name}: throttled (injected)")
@@ -79,5 +86,8 @@ class FaultyDevice(Device):
     def job(self, job_id: str) -> JobHandle:
         return self.inner.job(job_id)
 
-    def find(self, key: str) -> JobHandle | None:
+    def find(self, key: JobKey) -> JobHandle | None:
         return self.inner.find(key)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -31,25 +31,25 @@ from typing import Any
 
 import numpy as np
 
-from qflhw import calibration as _calibration
-from qflhw.calibration import Calibration
-from qflhw.devices.base import Batch, BatchResult, Device, ItemResult, JobStatus
-from qflhw.devices.cloud import (
+from qflhw._util import digest
+from qflhw.calibration import snapshot as _calibration
+from qflhw.calibration.snapshot import Calibration
+from qflhw.config.profiles import DeviceProfile
+from qflhw.devices.base import Batch, BatchResult, Device, ItemResult, JobKey, JobStatus
+from qflhw.devices.remote import (
     JobLayout,
     LayoutStore,
     adopt_snapshot,
-    digest,
     item_results,
+    log,
     measured_circuit,
     parameter_columns,
     placed_circuit,
     probabilities,
-    round_group,
     scrub,
     wait_final,
 )
 from qflhw.errors import ConfigError, JobFailed, QflhwError, TransientBackendError
-from qflhw.profiles import DeviceProfile
 
 #: Runtime job states (remote: strings; local: ``qiskit.providers.JobStatus`` names) -> ours.
 STATUS: dict[str, JobStatus] = {
@@ -138,7 +138,7 @@ def twin_backend(calibration: Calibration, qubits: Sequence[int]):
     from qiskit_aer import AerSimulator
     from qiskit_aer.noise import ReadoutError
 
-    from qflhw.target import TargetBackend, noise_model, to_target
+    from qflhw.calibration.target import TargetBackend, noise_model, to_target
 
     target = to_target(calibration, qubits)
     nm = noise_model(target)
@@ -194,6 +194,12 @@ class IBMJob:
             return normalize_status(self._job.status())
         except Exception as err:  # noqa: BLE001 - classified below
             raise classify(err, f"device {self.device.name}: job {self.job_id}", fetching=True) from err
+
+    def cancel(self) -> None:
+        try:
+            self._job.cancel()
+        except Exception as err:  # noqa: BLE001 - classified below
+            raise classify(err, f"device {self.device.name}: cancelling job {self.job_id}", fetching=True) from err
 
     def result(self, timeout: float | None = None) -> BatchResult:
         if self._result is not None:
@@ -289,7 +295,7 @@ class IBMDevice(Device):
 
     def _mode(self, batch: Batch, backend: Any) -> Any:
         """The Runtime Batch of this round, opened on its first job (remote: a POST to the service)."""
-        key = (round_group(batch.key), id(backend))
+        key = (batch.key.round_group if batch.key else "", id(backend))
         if self._ctx is not None and self._ctx_key == key:
             return self._ctx
         self.close()
@@ -306,8 +312,6 @@ class IBMDevice(Device):
             try:
                 ctx.close()
             except Exception as err:  # noqa: BLE001 - closing is best effort
-                from qflhw.devices.cloud import log
-
                 log.warning("device %s: closing the Runtime batch failed: %s", self.name, scrub(err))
 
     def _circuit(self, tc, basis: str | None, space: tuple[int, ...] | None):  # noqa: ANN001
@@ -323,7 +327,7 @@ class IBMDevice(Device):
 
     # ------------------------------------------------------------------ submission
     def _pubs(self, batch: Batch, layout: JobLayout, space: tuple[int, ...] | None) -> list[tuple]:
-        pubs = []
+        pubs: list[tuple] = []
         for item, it in zip(batch.items, layout.items):
             name = item.circuit.logical.name
             if layout.primitive == "estimator":
@@ -361,12 +365,12 @@ class IBMDevice(Device):
                 if res:
                     opts["resilience"] = res
         if not self.remote:  # local mode: reproducible shot noise per batch
-            opts["simulator"] = {"seed_simulator": int(digest(f"{self.seed}|{self.calibration.id}|{batch.key}"), 16) % 2**31}
+            opts["simulator"] = {"seed_simulator": int(digest(f"{self.seed}|{self.calibration.id}|{batch.key or ''}"), 16) % 2**31}
         return opts
 
     @staticmethod
-    def _tags(key: str) -> list[str]:
-        return ["qflhw", f"qflhw-key-{digest(key)}"] if key else ["qflhw"]
+    def _tags(key: JobKey | None) -> list[str]:
+        return ["qflhw", f"qflhw-key-{digest(str(key))}"] if key else ["qflhw"]
 
     def submit(self, batch: Batch, shots: int | None) -> IBMJob:
         if not shots or shots < 1:
@@ -403,15 +407,17 @@ class IBMDevice(Device):
             return self._jobs[job_id]
         where = f"device {self.name}: job {job_id}"
         layout = self.layouts.for_earlier_job(job_id, where, remote=self.remote)
+        if self.service is None:
+            raise JobFailed(f"{where}: no Runtime service to fetch it from")
         try:
             raw = self.service.job(job_id)
         except Exception as err:  # noqa: BLE001
             raise classify(err, where, fetching=True) from err
         return IBMJob(self, raw, layout, job_id)
 
-    def find(self, key: str) -> IBMJob | None:
+    def find(self, key: JobKey) -> IBMJob | None:
         """The job sent under ``key`` (found by its job tag), if the service has one."""
-        if not self.remote or not key:
+        if not self.remote or self.service is None:
             return None
         layout = self.layouts.by_key(key)
         if layout is None:
@@ -448,7 +454,7 @@ def connect(
         if calibration:
             cal = _calibration.load(calibration)
         else:
-            from qflhw.exporters import from_qiskit_backend
+            from qflhw.calibration.qiskit_import import from_qiskit_backend
 
             cal = adopt_snapshot(from_qiskit_backend(backend, device=profile.device, kind="live"), calibration_root)
     except QflhwError:

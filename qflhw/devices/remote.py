@@ -6,14 +6,13 @@
 * :func:`measured_circuit`: a transpiled circuit rotated into one measurement basis with the
   device's native gates and measured into a register ``c`` whose bit i is logical qubit i.
 * :func:`item_results`: outcome counts per executable -> :class:`ItemResult` (expectations from
-  distributions exactly as on fake devices, see :mod:`qflhw.devices.measure`).
+  distributions exactly as on fake devices, see :mod:`qflhw.circuits.measure`).
 * :func:`adopt_snapshot`: save a live calibration as a dated snapshot, or reuse the day's one.
 * :func:`scrub`: remove credentials from text before it reaches an exception or a log.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,12 +26,13 @@ import numpy as np
 from qiskit.circuit import ClassicalRegister, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
-from qflhw.calibration import Calibration, calibration_root
-from qflhw.devices.base import FINAL_STATES, Batch, ItemResult, JobStatus
-from qflhw.devices.measure import basis_rotation, expectations, measurement_bases
+from qflhw._util import atomic_write, digest
+from qflhw.calibration.snapshot import Calibration, calibration_root
+from qflhw.calibration.target import to_target
+from qflhw.circuits.measure import basis_rotation, expectations, measurement_bases
+from qflhw.circuits.transpile import Transpiled
+from qflhw.devices.base import FINAL_STATES, Batch, ItemResult, JobKey, JobStatus
 from qflhw.errors import CalibrationError, ConfigError, JobFailed, TransientBackendError
-from qflhw.target import to_target
-from qflhw.transpile import Transpiled
 
 log = logging.getLogger("qflhw.devices")
 
@@ -53,16 +53,6 @@ def scrub(text: object) -> str:
             out = out.replace(value, "***")
     out = _SECRET_WORDS.sub(lambda m: m.group(1) + m.group(2) + "***", out)
     return _AWS_KEY_ID.sub("***", out)
-
-
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def round_group(key: str) -> str:
-    """``run/r3`` of an idempotency key ``run/r3/client/s7``: the jobs of one round share a batch."""
-    parts = key.split("/")
-    return "/".join(parts[:2]) if len(parts) >= 2 and parts[1].startswith("r") else ""
 
 
 # ------------------------------------------------------------------------------------ layouts
@@ -123,7 +113,7 @@ class JobLayout:
                     measured=tuple(labels[p] for p in it.circuit.final_physical) if labels is not None else (),
                 )
             )
-        return cls(batch.key, device, calibration_id, shots, primitive, tuple(items))
+        return cls(str(batch.key) if batch.key else "", device, calibration_id, shots, primitive, tuple(items))
 
     @property
     def num_executables(self) -> int:
@@ -185,9 +175,7 @@ class LayoutStore:
         path = self._path(name)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
+            atomic_write(path, text, fsync=False)
 
     def _get(self, name: str) -> str | None:
         if name in self._mem:
@@ -206,8 +194,8 @@ class LayoutStore:
         text = self._get("job:" + job_id)
         return JobLayout.from_json(text) if text else None
 
-    def by_key(self, key: str) -> JobLayout | None:
-        text = self._get("key:" + key)
+    def by_key(self, key: JobKey) -> JobLayout | None:
+        text = self._get("key:" + str(key))
         return JobLayout.from_json(text) if text else None
 
     def for_earlier_job(self, job_id: str, where: str, *, remote: bool) -> JobLayout:
@@ -249,7 +237,7 @@ def measured_circuit(
 ) -> QuantumCircuit:
     """:func:`placed_circuit` rotated into ``basis`` with native gates and measured into ``c``.
 
-    Bit i of ``c`` measures logical qubit i, so outcome indices follow :mod:`qflhw.devices.measure`.
+    Bit i of ``c`` measures logical qubit i, so outcome indices follow :mod:`qflhw.circuits.measure`.
     """
     out, finals = placed_circuit(tc, calibration, space)
     rot = basis_rotation(basis, to_target(calibration, tc.final_physical))

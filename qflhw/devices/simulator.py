@@ -18,7 +18,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import sympy
@@ -26,12 +28,12 @@ from qiskit.circuit import Gate, Instruction, Parameter, ParameterExpression, Qu
 from qiskit.converters import circuit_to_dag, dag_to_circuit
 from qiskit.dagcircuit.collect_blocks import BlockCollapser, BlockCollector
 
-from qflhw.calibration import Calibration
+from qflhw.calibration.snapshot import Calibration
+from qflhw.calibration.target import gate_errors, to_target
+from qflhw.circuits.measure import apply_readout, basis_rotation, expectations, measurement_bases
+from qflhw.circuits.transpile import Transpiled
 from qflhw.devices.base import BatchItem, ItemResult
-from qflhw.devices.measure import apply_readout, basis_rotation, expectations, measurement_bases
 from qflhw.errors import ConfigError
-from qflhw.target import gate_errors, to_target
-from qflhw.transpile import Transpiled
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,12 +42,12 @@ class _Prepared:
 
     circuit: QuantumCircuit
     fresh: tuple[Parameter, ...]
-    function: object  # numpy callable: arguments' columns -> one value (or array) per fresh parameter
+    function: Callable[..., Any] | None  # numpy callable: arguments' columns -> one value (or array) per fresh parameter
     arguments: tuple[Parameter, ...]  # the logical parameters it takes, in order
 
     def values(self, columns: dict[Parameter, np.ndarray], n: int) -> dict[Parameter, list[float]]:
         """Each fresh parameter's value for ``n`` bindings, from the logical parameters' columns."""
-        if not self.fresh:
+        if not self.fresh or self.function is None:
             return {}
         out = self.function(*[columns[a] for a in self.arguments])
         return {f: np.broadcast_to(np.asarray(v, dtype=complex).real, (n,)).tolist() for f, v in zip(self.fresh, out)}
@@ -59,7 +61,8 @@ def _freshen(circuit: QuantumCircuit) -> _Prepared:
     ``x1``, ...) so sympy's ``lambdify`` needs no dummy symbols, and it is called once for all.
     """
     out = QuantumCircuit(*circuit.qregs, *circuit.cregs, name=circuit.name, global_phase=0.0)
-    fresh, exprs = [], []
+    fresh: list[Parameter] = []
+    exprs: list[ParameterExpression] = []
     for ci in circuit.data:
         op = ci.operation
         if _free(op):
@@ -109,13 +112,14 @@ def _with_noise(circuit: QuantumCircuit, errors: dict) -> QuantumCircuit:
     qubits) become one superoperator; a gate with free parameters keeps its own instruction,
     followed by its noise. Aer's superop method computes each distinct channel once, in one call.
     """
-    placed, channels = [], {}
+    placed: list[tuple[Any, tuple | None, bool]] = []
+    channels: dict[tuple, QuantumCircuit] = {}
     for ci in circuit.data:
         op = ci.operation
         qubits = tuple(circuit.find_bit(q).index for q in ci.qubits)
         error = errors.get((op.name, qubits))
         if error is None:
-            placed.append((ci, None, None))
+            placed.append((ci, None, False))
             continue
         fixed = _fixed_gate(op)
         key = (op.name, qubits, tuple(float(p) for p in op.params)) if fixed else (op.name, qubits)
@@ -128,11 +132,11 @@ def _with_noise(circuit: QuantumCircuit, errors: dict) -> QuantumCircuit:
         placed.append((ci, key, fixed))
     matrices = dict(zip(channels, _superops(list(channels.values()))))
     out = circuit.copy_empty_like()
-    for ci, key, fixed in placed:
+    for ci, where, fixed in placed:
         if not fixed:
             out.append(ci.operation, ci.qubits, ci.clbits)
-        if key is not None:
-            out.append(_superop(matrices[key]), ci.qubits)
+        if where is not None:
+            out.append(_superop(matrices[where]), ci.qubits)
     return out
 
 

@@ -15,8 +15,8 @@ import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from qflhw.config.profiles import DeviceProfile
 from qflhw.errors import BudgetExceeded, ConfigError
-from qflhw.profiles import DeviceProfile
 
 IBM_JOB_OVERHEAD_S = 2.0
 IBM_REPETITION_DELAY_S = 250e-6

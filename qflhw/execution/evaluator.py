@@ -11,38 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 from qiskit.quantum_info import SparsePauliOp
 
-from qflhw.budget import Cost, Ledger, job_cost
-from qflhw.circuits import ModelCircuit
-from qflhw.devices import Batch, BatchItem, BatchResult, Device, ItemResult
-from qflhw.devices.measure import measurement_bases
-from qflhw.gradients import parameter_shift_plan, shift_rules, spsa_plan
-from qflhw.shots import AdaptiveShots, allocate, jacobian_variance
-from qflhw.transpile import Transpiled
+from qflhw.circuits.ansatz import ModelCircuit
+from qflhw.circuits.measure import measurement_bases
+from qflhw.circuits.transpile import Transpiled
+from qflhw.devices.base import Batch, BatchItem, BatchResult, Device, JobKey
+from qflhw.execution.budget import Cost, Ledger, job_cost
+from qflhw.execution.gradients import ShiftPlan, SPSAPlan, parameter_shift_plan, shift_rules, spsa_plan
+from qflhw.execution.mitigation.base import Technique
+from qflhw.execution.shots import AdaptiveShots, allocate, jacobian_variance
 
 Runner = Callable[[Device, Batch, "int | None", Callable[[], None]], BatchResult]
 """``runner(device, batch, shots, charge)`` submits ``batch`` and returns its result; it calls
 ``charge()`` before every submission attempt (retries included), which raises BudgetExceeded when
 the budget cannot pay for it."""
-
-
-class Mitigation(Protocol):
-    """Expand one transpiled circuit into variants, and combine their results into one.
-
-    Optional (see :mod:`qflhw.mitigation`): ``coefficients()``, each variant's weight in the
-    combined value (for shot allocation), and ``variance(results, observables)``, the variance
-    of the combined values.
-    """
-
-    name: str
-
-    def variants(self, tc: Transpiled) -> list[Transpiled]: ...
-
-    def combine(self, results: Sequence[ItemResult], observables: Sequence[SparsePauliOp]) -> np.ndarray: ...
 
 
 def direct_runner(device: Device, batch: Batch, shots: int | None, charge: Callable[[], None]) -> BatchResult:
@@ -58,6 +43,7 @@ class StepInfo:
     job_ids: list[str] = field(default_factory=list)
     cost: Cost = field(default_factory=Cost)
     variance: float = 0.0  # mean squared standard error of the returned values
+    fallbacks: int = 0  # mitigated values whose fit fell back to a simpler one (ZNE)
 
 
 class CircuitEvaluator:
@@ -74,7 +60,7 @@ class CircuitEvaluator:
         gradient: str = "parameter-shift",
         spsa_epsilon: float = 0.1,
         seed: int = 0,
-        mitigation: Mitigation | None = None,
+        mitigation: Technique | None = None,
         ledger: Ledger | None = None,
         runner: Runner = direct_runner,
         shot_allocation: str = "uniform",
@@ -92,8 +78,9 @@ class CircuitEvaluator:
         self.ledger = ledger or Ledger()
         self.runner = runner
         self.transpiled = device.transpile(model.circuit)
-        self.variants = mitigation.variants(self.transpiled) if mitigation else [self.transpiled]
-        self.shot_allocation = shot_allocation  # see qflhw.shots
+        self.prepared = mitigation.prepare(self.transpiled) if mitigation else None
+        self.variants = list(self.prepared.variants) if self.prepared else [self.transpiled]
+        self.shot_allocation = shot_allocation  # see qflhw.execution.shots
         self.adaptive = adaptive
         self.item_variance: list[float] | None = None  # per-shot variance of each variant, last step
         self._variant_seconds = [self._circuit_seconds(v) for v in self.variants]
@@ -122,7 +109,7 @@ class CircuitEvaluator:
         """Exact estimate of ``batch``: items' own shots and (folded) circuit durations included."""
         total = batch.total_shots(shots)
         seconds = self._circuit_seconds()
-        if total:
+        if total and shots is not None:
             nb = len(measurement_bases(self.observables))
             weighted = sum(
                 i.num_bindings * nb * (i.shots or shots) * s for i, s in zip(batch.items, self._variant_seconds)
@@ -134,7 +121,7 @@ class CircuitEvaluator:
         """Shots per circuit of each variant this step (None: the batch's shots)."""
         if shots is None or self.shot_allocation == "uniform" or len(self.variants) < 2:
             return [None] * len(self.variants)
-        coefficients = getattr(self.mitigation, "coefficients", lambda: np.ones(len(self.variants)))()
+        coefficients = list(self.prepared.coefficients if self.prepared else np.ones(len(self.variants)))
         circuits = [n_rows * len(measurement_bases(self.observables))] * len(self.variants)
         return list(
             allocate(
@@ -160,12 +147,12 @@ class CircuitEvaluator:
         return 1 + sum(len(r) for r in self.rules)
 
     def __call__(
-        self, x: np.ndarray, w: np.ndarray, *, key: str, round_: int, grad: bool = True
+        self, x: np.ndarray, w: np.ndarray, *, key: JobKey | None, round_: int, grad: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None, StepInfo]:
         x = np.atleast_2d(np.asarray(x, dtype=float))
         base = np.hstack([x, np.tile(np.asarray(w, dtype=float), (x.shape[0], 1))])
+        plan: ShiftPlan | SPSAPlan | None = None
         if not grad:
-            plan = None
             bindings = base
         elif self.gradient == "spsa":
             plan = spsa_plan(base, self.weight_columns, self.rng, self.spsa_epsilon)
@@ -182,20 +169,16 @@ class CircuitEvaluator:
         batch = Batch(items, key=key)
         cost = self._cost(batch, shots)
         result = self.runner(self.device, batch, shots, lambda: self.ledger.charge(self.client, round_, cost))
-        if self.mitigation:
-            values = self.mitigation.combine(result.items, self.observables)
-            combined_var = getattr(self.mitigation, "variance", None)
-            row_var = (
-                combined_var(result.items, self.observables)
-                if combined_var
-                else np.mean([r.stderr**2 for r in result.items], axis=0)
-            )
+        fallbacks = 0
+        if self.prepared:
+            combined = self.prepared.combine(result.items, self.observables)
+            values, row_var, fallbacks = combined.values, combined.variance, combined.fallbacks
         else:
             values = result.items[0].values
             row_var = result.items[0].stderr ** 2
         if shots is not None:
             self.item_variance = [float(np.mean(r.stderr**2)) * (n or shots) for r, n in zip(result.items, per_item)]
-        info = StepInfo([result.job_id], cost, float(np.mean(row_var)))
+        info = StepInfo([result.job_id], cost, float(np.mean(row_var)), fallbacks)
         if plan is None:
             return values, None, info
         vals, jac = plan.combine(values)

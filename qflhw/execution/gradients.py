@@ -42,7 +42,7 @@ def shift_rules(circuit: QuantumCircuit, weights: Sequence[Parameter]) -> list[t
                     f"weight(s) {sorted(x.name for x in uses.keys() & set(p.parameters))} appear inside an "
                     f"expression in gate {ci.operation.name!r}; give each trainable gate its own plain parameter"
                 )
-    rules = []
+    rules: list[tuple[tuple[float, float], ...]] = []
     for w in weights:
         gates = uses[w]
         if len(gates) != 1:

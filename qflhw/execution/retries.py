@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from qflhw.devices import Batch, BatchResult, Device, JobHandle
-from qflhw.errors import BackendError, JobFailed, TransientBackendError
-from qflhw.journal import Journal
+from qflhw.devices.base import Batch, BatchResult, Device, JobHandle, JobKey
+from qflhw.errors import BackendError, ConfigError, JobFailed, TransientBackendError
+from qflhw.execution.journal import Journal
 
 
 class JournaledRunner:
@@ -45,10 +45,10 @@ class JournaledRunner:
         self.job_timeout = job_timeout
         self.sleep = sleep
 
-    def _retrying(self, batch: Batch, client: str) -> Retrying:
+    def _retrying(self, key: JobKey) -> Retrying:
         def log(state: RetryCallState) -> None:
             err = state.outcome.exception() if state.outcome else None
-            self.journal.event("retry", f"attempt {state.attempt_number} failed: {err}", client=client, key=batch.key)
+            self.journal.event("retry", f"attempt {state.attempt_number} failed: {err}", client=key.client, key=str(key))
 
         return Retrying(
             retry=retry_if_exception_type(TransientBackendError),
@@ -61,27 +61,28 @@ class JournaledRunner:
 
     def __call__(self, device: Device, batch: Batch, shots: int | None, charge: Callable[[], None]) -> BatchResult:
         key = batch.key
-        client = key.split("/")[2] if key.count("/") >= 3 else ""
-        stored = self.journal.result(key)
+        if key is None:
+            raise ConfigError("a journaled job needs an idempotency key (Batch.key); give the batch a JobKey")
+        stored = self.journal.result(str(key))
         if stored is not None:
             charge()
             return stored
         earlier = self._earlier_job(device, key)
         try:
             if earlier is None:
-                earlier = self._retrying(batch, client)(self._send, device, batch, shots, charge, client)
+                earlier = self._retrying(key)(self._send, device, batch, shots, charge, key)
             else:
                 charge()
-            result = self._retrying(batch, client)(earlier.result, self.job_timeout)
+            result = self._retrying(key)(earlier.result, self.job_timeout)
         except BackendError as err:
-            self.journal.failed(key, str(err))
-            self.journal.event("failed", str(err), client=client, key=key)
+            self.journal.failed(str(key), str(err))
+            self.journal.event("failed", str(err), client=key.client, key=str(key))
             raise
-        self.journal.store_result(key, result)
+        self.journal.store_result(str(key), result)
         return result
 
-    def _earlier_job(self, device: Device, key: str) -> JobHandle | None:
-        rec = self.journal.submission(key)
+    def _earlier_job(self, device: Device, key: JobKey) -> JobHandle | None:
+        rec = self.journal.submission(str(key))
         if rec is None:
             return None
         if rec.job_id:
@@ -91,10 +92,10 @@ class JournaledRunner:
                 return None
         return device.find(key)  # pending: we may have died between sending and journaling the id
 
-    def _send(self, device: Device, batch: Batch, shots: int | None, charge: Callable[[], None], client: str) -> JobHandle:
+    def _send(self, device: Device, batch: Batch, shots: int | None, charge: Callable[[], None], key: JobKey) -> JobHandle:
         """Charge, journal as pending, submit, journal the id: one attempt."""
         charge()
-        self.journal.pending(batch.key, client, device.name)
+        self.journal.pending(str(key), key.client, device.name)
         handle = device.submit(batch, shots)
-        self.journal.submitted(batch.key, handle.job_id)
+        self.journal.submitted(str(key), handle.job_id)
         return handle

@@ -9,7 +9,7 @@
   the gradient and its variance, in the spirit of iCANS (Kuebler et al., Quantum 4, 263 (2020)):
   few shots while gradients are large, more as they shrink toward the noise floor.
 
-The ledger (:mod:`qflhw.budget`) still refuses any job that would cross a cap: these only decide
+The ledger (:mod:`qflhw.execution.budget`) still refuses any job that would cross a cap: these only decide
 how to spend what it allows.
 """
 
@@ -21,10 +21,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from qflhw.config.spec import SHOT_ALLOCATIONS
 from qflhw.errors import ConfigError
-from qflhw.gradients import ShiftPlan, SPSAPlan
-
-STRATEGIES = ("uniform", "variance-weighted")
+from qflhw.execution.gradients import ShiftPlan, SPSAPlan
 
 
 def allocate(
@@ -43,8 +42,8 @@ def allocate(
     variance from an earlier step (None: not known yet, so uniform). Every item keeps at least
     ``min_fraction`` of the uniform shots (and one shot), so its variance stays measurable.
     """
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"training.shot_allocation must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if strategy not in SHOT_ALLOCATIONS:
+        raise ConfigError(f"training.shot_allocation must be one of {', '.join(SHOT_ALLOCATIONS)}, got {strategy!r}")
     if shots < 1:
         raise ConfigError(f"shots per circuit must be >= 1 to allocate, got {shots}")
     n = len(circuits)

@@ -1,4 +1,4 @@
-"""Server-side aggregation of client updates, and FedProx's client-side proximal term.
+"""Server-side aggregation of client updates.
 
 An update is a client's flat parameter vector plus what the server knows about it: sample count,
 device quality (ESP, estimated success probability), an optional variance and noise estimate.
@@ -13,14 +13,11 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from qflhw.config.spec import AggregationSpec, SporadicMode
 from qflhw.errors import ConfigError, InvalidUpdate
-
-if TYPE_CHECKING:
-    import torch
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,8 +173,8 @@ class Sporadic(WeightedAggregator):
     (1 - noise) / (1 - threshold) clipped to [0, 1] (``mode="scale"``; quiet clients keep scale 1).
     """
 
-    threshold: float
-    mode: Literal["skip", "scale"] = "skip"
+    threshold: float = AggregationSpec.model_fields["threshold"].default
+    mode: SporadicMode = AggregationSpec.model_fields["mode"].default
 
     def __post_init__(self) -> None:
         if not 0 <= self.threshold < 1:
@@ -212,12 +209,21 @@ AGGREGATORS: dict[str, type[Aggregator]] = {
 }
 
 
+def from_spec(setting: AggregationSpec) -> Aggregator:
+    """The aggregator an ``[aggregation]`` table asks for, with the options its method takes."""
+    options: dict[str, dict[str, object]] = {
+        "trimmed-mean": {"trim_fraction": setting.trim_fraction},
+        "sporadic": {"threshold": setting.threshold, "mode": setting.mode},
+    }
+    return make_aggregator(setting.method, **options.get(setting.method, {}))
+
+
 def make_aggregator(name: str, **options: object) -> Aggregator:
     """Build an aggregator by its config name, e.g. ``make_aggregator("sporadic", threshold=0.3)``."""
     if name not in AGGREGATORS:
         raise ConfigError(f"unknown aggregator {name!r}; choose one of {', '.join(AGGREGATORS)}")
     cls = AGGREGATORS[name]
-    allowed = [f.name for f in fields(cls)]
+    allowed = [f.name for f in fields(cls)]  # type: ignore[arg-type]  # every aggregator is a dataclass
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ConfigError(
@@ -228,21 +234,3 @@ def make_aggregator(name: str, **options: object) -> Aggregator:
     except TypeError as err:  # a required option left out
         raise ConfigError(f"aggregator {name!r}: {err}; its options are: {', '.join(allowed)}") from err
 
-
-def proximal_term(params: torch.Tensor, global_params: torch.Tensor | np.ndarray, mu: float) -> torch.Tensor:
-    """FedProx's mu/2 * ||params - global_params||^2, for the client loop to add to its loss.
-
-    It pulls local training towards the global model on heterogeneous clients; the server side of
-    FedProx is plain :class:`FedAvg`. ``global_params`` is a constant: no gradient flows into it.
-    """
-    import torch
-
-    if not (mu >= 0 and math.isfinite(mu)):
-        raise ConfigError(f"mu={mu}: the proximal coefficient must be finite and >= 0 (0 turns FedProx off)")
-    anchor = torch.as_tensor(global_params, dtype=params.dtype, device=params.device).detach()
-    if anchor.shape != params.shape:
-        raise InvalidUpdate(
-            f"proximal_term: params has shape {tuple(params.shape)} but global_params {tuple(anchor.shape)}; "
-            "pass the flat parameter vector the server sent"
-        )
-    return 0.5 * mu * torch.sum((params - anchor) ** 2)

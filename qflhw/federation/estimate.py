@@ -1,9 +1,10 @@
 """What a job spec will cost before it runs: jobs/tasks, shots and USD per client, round and run.
 
-Nothing here connects anywhere or needs credentials: each client's circuit is transpiled against
-its profile's calibration snapshot (for a real QPU: its newest saved live snapshot, else the
-profile's stand-in), clients are built exactly as a run builds them (same data split, mitigation
-and shots), and every optimizer step is priced with the same ``job_cost`` the ledger charges:
+Nothing here connects anywhere or needs credentials: each client's circuit is transpiled on the
+offline stand-in of its device (:func:`qflhw.devices.factory.offline_calibration`: for a real QPU
+its newest saved live snapshot, else the profile's stand-in), clients are built exactly as a run
+builds them (:class:`~qflhw.federation.assembly.Assembly`: same data split, mitigation and shots),
+and every optimizer step is priced with the same ``job_cost`` the ledger charges:
 
     steps per round = ceil(training rows / batch size) x local epochs, each step one job;
     IBM:    USD = per_second x (2 s per job + shots x (circuit duration + 250 us));
@@ -17,47 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 
-import numpy as np
-
-from qflhw import calibration as _calibration
-from qflhw.budget import Cost, Ledger
-from qflhw.calibration import Calibration
-from qflhw.devices.base import Batch, Device, JobHandle
-from qflhw.errors import ConfigError
-from qflhw.profiles import DeviceProfile, load_profile
-from qflhw.spec import JobSpec
-
-
-class PricingDevice(Device):
-    """A device on paper: it transpiles like the real one but never runs anything."""
-
-    def submit(self, batch: Batch, shots: int | None) -> JobHandle:
-        raise ConfigError(f"device {self.name}: a pricing device cannot run jobs")
-
-    def job(self, job_id: str) -> JobHandle:
-        raise ConfigError(f"device {self.name}: a pricing device has no jobs")
-
-
-def estimate_calibration(profile: DeviceProfile, override: str | None = None) -> Calibration:
-    """The snapshot a client's circuit is priced with (no network).
-
-    A real QPU uses its newest live snapshot when one was saved (IBM under the backend name,
-    Braket under the profile name), else the profile's ``calibration``.
-    """
-    if override:
-        return _calibration.load(override)
-    refs = []
-    if profile.provider == "braket":
-        refs.append(f"{profile.name}/latest")
-    refs.append(profile.calibration or f"{profile.device}/latest")
-    for ref in refs[:-1]:
-        try:
-            return _calibration.load(ref)
-        except ConfigError:
-            continue
-    return _calibration.load(refs[-1])
+from qflhw.config.profiles import load_profile
+from qflhw.config.spec import JobSpec
+from qflhw.execution.budget import Cost, Ledger
+from qflhw.execution.evaluator import direct_runner
+from qflhw.federation.assembly import Assembly, selected_indices
 
 
 @dataclass
@@ -120,19 +86,11 @@ def _cost_dict(c: Cost) -> dict:
 
 
 def selected_rounds(spec: JobSpec) -> list[int]:
-    """How many rounds each client (in spec order) is selected in; mirrors ``Federation.select``."""
-    from qflhw.client import _seed
-
-    n = len(spec.clients)
-    k = max(1, int(round(spec.client_fraction * n)))
-    counts = [0] * n
+    """How many rounds each client (in spec order) is selected in."""
+    counts = [0] * len(spec.clients)
     for r in range(spec.rounds):
-        if k == n:
-            chosen = range(n)
-        else:
-            chosen = np.random.default_rng(_seed(spec.seed, "select", str(r))).choice(n, size=k, replace=False)
-        for i in chosen:
-            counts[int(i)] += 1
+        for i in selected_indices(spec, r):
+            counts[i] += 1
     return counts
 
 
@@ -143,34 +101,21 @@ def batch_sizes(rows: int, batch_size: int) -> list[int]:
 
 def estimate_spec(spec: JobSpec) -> RunEstimate:
     """Price every client of ``spec`` for one round and for the run (see the module docstring)."""
-    from qflhw.circuits import build, observables
-    from qflhw.client import Client, _seed
-    from qflhw.executor import direct_runner
-    from qflhw.federation import federated_data, training_rows
-
-    model = build(spec.model.ansatz, spec.model.qubits, spec.model.layers, spec.model.encoding)
-    obs = observables(spec.model.observables, spec.model.qubits)
-    data, n_classes = federated_data(spec)
+    assembly = Assembly(spec)
     rounds = selected_rounds(spec)
     out = RunEstimate(spec.name, spec.rounds, Decimal(str(spec.budget.max_usd)))
     for k, cs in enumerate(spec.clients):
-        profile = load_profile(cs.device)
-        cal = estimate_calibration(profile, cs.calibration)
-        device = PricingDevice(profile, cal, seed=_seed(spec.seed, cs.name, "device"))
-        x_tr, y_tr = training_rows(spec, data, k)
-        client = Client(
-            cs, spec, device, x_tr, y_tr, model, obs, n_classes,
-            run_id="estimate", ledger=Ledger(), runner=direct_runner,
-        )
-        sizes = batch_sizes(len(y_tr), client.batch_size) * client.local_epochs
+        device = assembly.offline_device(k)
+        client = assembly.client(k, device, ledger=Ledger(), runner=direct_runner)
+        sizes = batch_sizes(len(client.y), client.batch_size) * client.local_epochs
         per_round = Cost()
         for n in sizes:
             per_round = per_round + client.evaluator.estimate(n)
         total = Cost(per_round.usd * rounds[k], per_round.tasks * rounds[k], per_round.shots * rounds[k],
                      per_round.seconds * rounds[k])
         out.clients.append(
-            ClientEstimate(cs.name, profile.name, profile.provider, len(y_tr), len(sizes), rounds[k], per_round, total,
-                           cal.id)
+            ClientEstimate(cs.name, device.profile.name, device.profile.provider, len(client.y), len(sizes), rounds[k],
+                           per_round, total, device.calibration.id)
         )
     return out
 
@@ -200,8 +145,3 @@ def format_estimate(est: RunEstimate) -> str:
 def _usd(x: Decimal) -> str:
     return f"${x.quantize(Decimal('0.01'))}"
 
-
-def load_and_estimate(path: str | Path) -> RunEstimate:
-    from qflhw.spec import load_spec
-
-    return estimate_spec(load_spec(path))

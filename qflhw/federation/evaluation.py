@@ -14,8 +14,8 @@ import torch
 from qiskit.primitives import StatevectorEstimator
 from qiskit.quantum_info import SparsePauliOp
 
-from qflhw.circuits import ModelCircuit
-from qflhw.model import HybridModel
+from qflhw.circuits.ansatz import ModelCircuit
+from qflhw.training.model import HybridModel
 
 
 def ideal_expectations(

@@ -17,21 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from qflhw import aggregation
-from qflhw.budget import Ledger
-from qflhw.circuits import build, observables
-from qflhw.client import Client, ClientResult, _seed
-from qflhw.data import FederatedData, federate, load_dataset
-from qflhw.devices import Device, make_device
+from qflhw.config.spec import JobSpec
+from qflhw.devices.base import Batch, BatchResult, Device
 from qflhw.errors import ConfigError, InvalidUpdate
-from qflhw.evaluation import evaluate
-from qflhw.devices import BatchResult
-from qflhw.executor import Runner, direct_runner
-from qflhw.journal import Journal
-from qflhw.resilience import JournaledRunner
-from qflhw.model import HybridModel
-from qflhw.report import plot_learning_curve, summary_table, write_metrics, write_summary
-from qflhw.spec import JobSpec
+from qflhw.execution.evaluator import Runner, direct_runner
+from qflhw.execution.journal import Journal
+from qflhw.execution.mitigation.base import Technique
+from qflhw.federation import aggregation
+from qflhw.federation.assembly import Assembly, describe_client, make_ledger, make_runner, selected_indices
+from qflhw.federation.evaluation import evaluate
+from qflhw.federation.outputs import plot_learning_curve, write_metrics, write_summary
+from qflhw.training.client import Client, ClientResult
 
 RoundHook = Callable[["Federation", int], None]
 
@@ -47,49 +43,34 @@ class Federation:
         run_id: str | None = None,
         runner: Runner | None = None,
         devices: dict[str, Device] | None = None,
-        mitigation=None,
+        mitigation: Technique | None = None,
         progress: bool = True,
     ):
         self.spec = spec
         self.run_dir = Path(run_dir)
         self.run_id = run_id or self.run_dir.name
-        # Idempotency keys and shot-noise seeds derive from what the run *is*, not where it is
-        # written, so the same spec and seed give the same numbers in any directory.
-        self.run_key = run_key(spec)
         self.progress = progress
         self.journal: Journal | None = None
         self._runner = runner  # None: a JournaledRunner on the run directory's journal, set in run()
-        self.ledger = Ledger(max_usd=spec.budget.max_usd, shots_per_round=spec.budget.shots_per_round)
-        self.model_circuit = build(spec.model.ansatz, spec.model.qubits, spec.model.layers, spec.model.encoding)
-        self.observables = observables(spec.model.observables, spec.model.qubits)
-
-        self.data, self.n_classes = federated_data(spec)
+        self.ledger = make_ledger(spec)
+        self.assembly = Assembly(spec)
+        self.model_circuit = self.assembly.model
+        self.observables = self.assembly.observables
+        self.data, self.n_classes = self.assembly.data, self.assembly.n_classes
         self.clients: list[Client] = self._build_clients(devices or {}, mitigation)
-        self.global_model = HybridModel(len(self.model_circuit.weights), len(self.observables), self.n_classes, spec.seed)
+        self.global_model = self.assembly.global_model()
         self.params = self.global_model.get_flat()
-        self.aggregator = _make_aggregator(spec)
+        self.aggregator = aggregation.from_spec(spec.aggregation)
         self.rows: list[dict] = []
         self.next_round = 0
         self.round_hooks: list[RoundHook] = []
 
-    def _build_clients(self, devices: dict[str, Device], mitigation) -> list[Client]:  # noqa: ANN001
+    def _build_clients(self, devices: dict[str, Device], mitigation: Technique | None) -> list[Client]:
         """One local client per spec entry, on its own device (a Flower server builds none)."""
         clients = []
         for k, cs in enumerate(self.spec.clients):
-            dev = devices.get(cs.name) or make_device(
-                cs.device,
-                seed=_seed(self.spec.seed, cs.name, "device"),
-                noise_scale=cs.noise_scale,
-                calibration=cs.calibration,
-                store=self.run_dir / "fake-provider" / cs.name,
-            )
-            x_tr, y_tr = training_rows(self.spec, self.data, k)
-            clients.append(
-                Client(
-                    cs, self.spec, dev, x_tr, y_tr, self.model_circuit, self.observables, self.n_classes,
-                    run_id=self.run_key, ledger=self.ledger, runner=self._dispatch, mitigation=mitigation,
-                )
-            )
+            dev = devices.get(cs.name) or self.assembly.device(k, store=self.run_dir / "fake-provider" / cs.name)
+            clients.append(self.assembly.client(k, dev, ledger=self.ledger, runner=self._dispatch, mitigation=mitigation))
         return clients
 
     # ---------------------------------------------------------------- rounds
@@ -125,6 +106,8 @@ class Federation:
         return acc, loss
 
     def _update(self, res: ClientResult) -> aggregation.ClientUpdate:
+        if res.params is None:
+            raise InvalidUpdate(f"client {res.client!r}: reported no parameters")
         update = aggregation.ClientUpdate(
             client=res.client,
             params=res.params,
@@ -137,7 +120,7 @@ class Federation:
         return update
 
     # ---------------------------------------------------------------- journal, checkpoints, resume
-    def _dispatch(self, device: Device, batch, shots, charge) -> BatchResult:  # noqa: ANN001
+    def _dispatch(self, device: Device, batch: Batch, shots: int | None, charge: Callable[[], None]) -> BatchResult:
         """The clients' runner: the journaled one unless the caller passed another."""
         runner = self._runner or direct_runner
         return runner(device, batch, shots, charge)
@@ -148,14 +131,7 @@ class Federation:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.journal = Journal(self.run_dir)
             if self._runner is None:
-                r = self.spec.resilience
-                self._runner = JournaledRunner(
-                    self.journal,
-                    retries=r.retries,
-                    backoff_initial=r.backoff_initial_s,
-                    backoff_max=r.backoff_max_s,
-                    job_timeout=r.job_timeout_s,
-                )
+                self._runner = make_runner(self.spec, self.journal)
         return self.journal
 
     def checkpoint(self, round_: int) -> None:
@@ -192,22 +168,31 @@ class Federation:
     def run(self) -> dict:
         """Run the remaining rounds, checkpointing after each; returns the summary."""
         self.open_journal()
-        start = time.perf_counter()
-        bar = _progress(self.spec.rounds, self.next_round, enabled=self.progress)
-        for r in range(self.next_round, self.spec.rounds):
-            acc, _ = self.run_round(r)
-            self.checkpoint(r)
-            self.next_round = r + 1
-            write_metrics(self.run_dir / "metrics.csv", self.rows)
-            for hook in self.round_hooks:
-                hook(self, r)
-            bar(r, acc)
-        summary = self.summary(time.perf_counter() - start)
-        write_summary(self.run_dir / "summary.json", summary)
-        plot_learning_curve(self.run_dir / "learning_curve.png", self.rows, f"{self.spec.name} ({self.run_id})")
-        self.journal.close()  # type: ignore[union-attr]
-        self.journal = None
+        try:
+            start = time.perf_counter()
+            bar = _progress(self.spec.rounds, self.next_round, enabled=self.progress)
+            for r in range(self.next_round, self.spec.rounds):
+                acc, _ = self.run_round(r)
+                self.checkpoint(r)
+                self.next_round = r + 1
+                write_metrics(self.run_dir / "metrics.csv", self.rows)
+                for hook in self.round_hooks:
+                    hook(self, r)
+                bar(r, acc)
+            summary = self.summary(time.perf_counter() - start)
+            write_summary(self.run_dir / "summary.json", summary)
+            plot_learning_curve(self.run_dir / "learning_curve.png", self.rows, f"{self.spec.name} ({self.run_id})")
+        finally:
+            self.close()
         return summary
+
+    def close(self) -> None:
+        """Close every client's device (its open execution mode) and the journal."""
+        for c in self.clients:
+            c.device.close()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
 
     def client_facts(self) -> dict[str, dict]:
         """Each client's device facts for the summary, by name (a Flower server learns them from replies)."""
@@ -255,73 +240,11 @@ def new_run_dir(spec: JobSpec, out: str | None) -> Path:
     if out:
         path = Path(out)
     else:
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         path = Path(spec.output) / f"{spec.name}-{stamp}"
     if path.exists() and any(path.iterdir()):
         raise ConfigError(f"run directory {path} exists and is not empty; pick another --out or `qflhw resume {path}`")
     return path
-
-
-def run_key(spec: JobSpec) -> str:
-    """The prefix of every idempotency key (and so of every shot-noise seed) of a run of ``spec``."""
-    return f"{spec.name}-seed{spec.seed}"
-
-
-def federated_data(spec: JobSpec) -> tuple[FederatedData, int]:
-    """The spec's dataset split into the global test set and one partition per client, and the
-    number of classes; seeded, so a Flower site rebuilds its own partition exactly."""
-    X, y = load_dataset(spec.data.dataset, classes=spec.data.classes)
-    d = spec.data
-    data = federate(
-        X,
-        y,
-        n_clients=len(spec.clients),
-        partition=d.partition,
-        alpha=d.alpha,
-        labels_per_client=d.labels_per_client,
-        test_fraction=d.test_fraction,
-        global_test_fraction=d.global_test_fraction,
-        num_features=spec.model.qubits,
-        seed=spec.seed,
-    )
-    return data, int(np.max(y)) + 1
-
-
-def training_rows(spec: JobSpec, data: FederatedData, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Client ``k``'s training rows, capped at ``spec.data.max_train_per_client``."""
-    part, cap = data.clients[k], spec.data.max_train_per_client
-    x_tr, y_tr = part.X_train, part.y_train
-    return (x_tr[:cap], y_tr[:cap]) if cap else (x_tr, y_tr)
-
-
-def selected_indices(spec: JobSpec, round_: int) -> list[int]:
-    """Spec positions of the clients that train in ``round_``: seeded, so every engine picks the same."""
-    n = len(spec.clients)
-    k = max(1, int(round(spec.client_fraction * n)))
-    if k == n:
-        return list(range(n))
-    rng = np.random.default_rng(_seed(spec.seed, "select", str(round_)))
-    return [int(i) for i in sorted(rng.choice(n, size=k, replace=False))]
-
-
-def describe_client(c: Client) -> dict:
-    """A client's device and transpiled-circuit facts as the run summary reports them."""
-    t = c.evaluator.transpiled
-    return {
-        "device": c.device.name,
-        "calibration_id": c.device.calibration.id,
-        "esp": t.esp,
-        "physical_qubits": [int(q) for q in t.physical_qubits],
-        "two_qubit_gates": t.two_qubit_gates,
-        "depth": t.depth,
-        "stopped": c.stopped or "",
-    }
-
-
-def _make_aggregator(spec: JobSpec):
-    a = spec.aggregation
-    options = {"trimmed-mean": {"trim_fraction": a.trim_fraction}, "sporadic": {"threshold": a.threshold, "mode": a.mode}}
-    return aggregation.make_aggregator(a.method, **options.get(a.method, {}))
 
 
 def _row(res: ClientResult, acc: float, loss: float, *, enough: bool) -> dict:
@@ -345,6 +268,7 @@ def _row(res: ClientResult, acc: float, loss: float, *, enough: bool) -> dict:
         "seconds": round(res.seconds, 3),
         "global_test_accuracy": acc,
         "global_test_loss": loss,
+        "zne_fallbacks": res.zne_fallbacks,
         "error": res.error or "",
     }
 

@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from qflhw._util import atomic_write
+
 METRIC_FIELDS = [
     "round",
     "client",
@@ -30,17 +32,9 @@ METRIC_FIELDS = [
     "seconds",
     "global_test_accuracy",
     "global_test_loss",
+    "zne_fallbacks",
     "error",
 ]
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def write_metrics(path: Path, rows: Iterable[dict]) -> None:

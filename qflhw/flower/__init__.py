@@ -3,7 +3,7 @@
 The same job spec runs in-process (``qflhw run``), in Flower's simulation engine
 (``qflhw run --engine flower-sim``) or deployed: one SuperLink for the server and one SuperNode per
 client site (``qflhw flower superlink / supernode / run``, see docs/flower.md). The round loop is
-:class:`qflhw.federation.Federation`'s in all three; only the way a round's training reaches the
+:class:`qflhw.federation.loop.Federation`'s in all three; only the way a round's training reaches the
 clients differs. A site reads its device profile, data partition and provider credentials from
 its own disk and environment: the server sends global parameters, nothing else.
 

@@ -104,10 +104,10 @@ def _cmd_superlink(args: argparse.Namespace) -> int:
 
 
 def _cmd_supernode(args: argparse.Namespace) -> int:
+    from qflhw.config.profiles import load_profile
+    from qflhw.config.spec import load_spec
     from qflhw.flower import require_flwr
     from qflhw.flower.deploy import supernode_command
-    from qflhw.profiles import load_profile
-    from qflhw.spec import load_spec
 
     require_flwr()
     spec = load_spec(args.spec)  # fail here, not at the first round
@@ -128,9 +128,9 @@ def _cmd_supernode(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from qflhw.config.spec import load_spec
     from qflhw.flower import require_flwr
     from qflhw.flower.deploy import flower_env, run_command, run_overrides, write_app
-    from qflhw.spec import load_spec
 
     require_flwr()
     load_spec(args.spec)  # a spec error is ours to report, before anything is submitted

@@ -40,7 +40,8 @@ def make_client_app(spec: str | Path | None = None, root: str | Path | None = No
                 raise
             return Message(dropped_report(str(name), ins.round, f"site setup failed: {err}").content(), reply_to=msg)
         saved = context.state.config_records.get(STATE_KEY)
-        report, state = site.train(ins, saved["blob"] if saved else None)
+        blob = saved["blob"] if saved else None
+        report, state = site.train(ins, blob if isinstance(blob, bytes) else None)
         if state is not None:
             context.state[STATE_KEY] = ConfigRecord({"blob": state})
         return Message(report.content(), reply_to=msg)

@@ -13,9 +13,9 @@ import base64
 import os
 import sys
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
-from qflhw import __version__
 from qflhw.flower import QUIET_FLOWER
 from qflhw.flower.site import CLIENT_KEY, DIR_KEY, SPEC_KEY
 
@@ -61,7 +61,7 @@ def write_app(folder: Path) -> Path:
     """Write the Flower App (its ``pyproject.toml``) into ``folder``; returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "pyproject.toml").write_text(APP_PYPROJECT.format(version=__version__.split("+")[0]), encoding="utf-8")
+    (folder / "pyproject.toml").write_text(APP_PYPROJECT.format(version=version("qflhw").split("+")[0]), encoding="utf-8")
     return folder
 
 

@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+
 from qflhw.flower import require_flwr
 
 require_flwr()  # a clear error without the extra; Flower's telemetry off by default
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from qflhw.budget import Cost
-from qflhw.client import ClientResult
+from qflhw.config.spec import JobSpec
 from qflhw.errors import InvalidUpdate
-from qflhw.spec import JobSpec
+from qflhw.execution.budget import Cost
+from qflhw.training.client import ClientResult
 
 Status = Literal["trained", "dropped", "skipped"]
 
@@ -61,8 +63,9 @@ class Instruction:
     @classmethod
     def read(cls, content: RecordDict) -> Instruction:
         try:
-            cfg = content["config"]
-            params = content["arrays"]["params"].numpy()
+            cfg: Mapping[str, Any] = content.config_records["config"]
+            arrays: Mapping[str, Any] = content.array_records["arrays"]
+            params = arrays["params"].numpy()
             return cls(params, int(cfg["round"]), tuple(cfg["selected"]), str(cfg["spec-digest"]))
         except (KeyError, TypeError) as err:
             raise InvalidUpdate(f"not a qflhw training instruction (missing {err}); is the server a qflhw ServerApp?") from err
@@ -91,6 +94,7 @@ class Report:
                     "shots": int(res.cost.shots),
                     "tasks": int(res.cost.tasks),
                     "qpu-seconds": float(res.cost.seconds),
+                    "zne-fallbacks": int(res.zne_fallbacks),
                 }
             ),
             "report": ConfigRecord(
@@ -119,8 +123,10 @@ class Report:
     def read(cls, content: RecordDict) -> Report:
         """Decode a reply; a malformed one raises :class:`InvalidUpdate` (the server drops that client)."""
         try:
-            m, r = content["metrics"], content["report"]
-            params = content["arrays"]["params"].numpy() if "arrays" in content else None
+            m: Mapping[str, Any] = content.metric_records["metrics"]
+            r: Mapping[str, Any] = content.config_records["report"]
+            arrays: Mapping[str, Any] = content.array_records["arrays"] if "arrays" in content else {}
+            params = arrays["params"].numpy() if arrays else None
             result = ClientResult(
                 client=str(r["client"]),
                 device=str(r["device"]),
@@ -136,6 +142,7 @@ class Report:
                 job_ids=[str(j) for j in r["job-ids"]],
                 seconds=float(m["seconds"]),
                 error=str(r["error"]) or None,
+                zne_fallbacks=int(m["zne-fallbacks"]),
             )
             billed = Cost(
                 Decimal(str(r["billed-usd"])), int(r["billed-tasks"]), int(r["billed-shots"]), float(r["billed-seconds"])

@@ -1,6 +1,6 @@
 """The Flower ServerApp: qflhw's round loop, with training sent to the sites over a Flower Grid.
 
-:class:`FlowerFederation` is a :class:`~qflhw.federation.Federation` without local clients: the
+:class:`FlowerFederation` is a :class:`~qflhw.federation.loop.Federation` without local clients: the
 same selection, validation, aggregation (``aggregation.make_aggregator`` on the reported samples,
 ESP and variance), evaluation, checkpoints, ``metrics.csv`` and ``summary.json``. Only
 :meth:`train_selected` differs: it pushes one instruction per SuperNode and polls for the
@@ -29,12 +29,15 @@ from flwr.common import log
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid, ServerApp
 
-from qflhw.budget import Ledger
-from qflhw.client import ClientResult
+from qflhw.config.spec import JobSpec, load_spec, parse_spec
+from qflhw.devices.base import Device
 from qflhw.errors import ConfigError, InvalidUpdate
-from qflhw.federation import Federation, new_run_dir, selected_indices
+from qflhw.execution.budget import Ledger
+from qflhw.execution.mitigation.base import Technique
+from qflhw.federation.assembly import selected_indices
+from qflhw.federation.loop import Federation, new_run_dir
 from qflhw.flower.records import Instruction, Report, spec_digest
-from qflhw.spec import JobSpec, load_spec, parse_spec
+from qflhw.training.client import Client, ClientResult
 
 INFO, WARNING = 20, 30
 
@@ -68,7 +71,7 @@ class FlowerFederation(Federation):
         self.samples: dict[str, int] = {}  # last reported, for the rows of rounds a client missed
         self._waited = False
 
-    def _build_clients(self, devices, mitigation):  # noqa: ANN001, ANN202
+    def _build_clients(self, devices: dict[str, Device], mitigation: Technique | None) -> list[Client]:
         return []  # clients live at their sites
 
     def client_facts(self) -> dict[str, dict]:
@@ -83,7 +86,7 @@ class FlowerFederation(Federation):
         ins = Instruction(self.params, round_, tuple(names), self.digest)
         replies, silent = self._exchange(ins, targets)
         reports: dict[str, ClientResult] = {}
-        problems: dict[str, str] = {}  # by client; failures of nodes not identified yet go to None
+        problems: dict[str | None, str] = {}  # by client; failures of nodes not identified yet go to None
         for node, msg in replies.items():
             known = self.node_client.get(node)
             if msg.has_error():
@@ -163,9 +166,9 @@ class FlowerFederation(Federation):
         deadline = time.monotonic() + self.round_timeout
         while pending:
             for msg in self.grid.pull_messages(list(pending)):
-                node = pending.pop(msg.metadata.reply_to_message_id, None)
-                if node is not None:
-                    replies[node] = msg
+                found = pending.pop(msg.metadata.reply_to_message_id, None)
+                if found is not None:
+                    replies[found] = msg
             if not pending:
                 break
             if time.monotonic() >= deadline:
@@ -236,7 +239,7 @@ def make_server_app(
         opts = dict(options)
         for key, name in (("round-timeout", "round_timeout"), ("wait-for-nodes", "wait_for_nodes")):
             if key in cfg and name not in opts:
-                opts[name] = float(cfg[key])  # type: ignore[arg-type]
+                opts[name] = float(cfg[key])
         summary = serve(job, Path(out), grid, spec_text=text, **opts)
         if sink is not None:
             sink["summary"] = summary

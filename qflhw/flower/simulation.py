@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
+from qflhw.config.spec import JobSpec
 from qflhw.flower import require_flwr
-from qflhw.spec import JobSpec
 
 require_flwr()  # at import: `qflhw run --engine flower-sim` fails before it writes anything
 
@@ -43,7 +44,7 @@ def run_simulation(
     )
     client = make_client_app(Path(spec_path).resolve(), run_dir / "sites")
     cpus = cpus or os.cpu_count() or 1
-    backend = {
+    backend: dict[str, dict[str, Any]] = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {"num_cpus": cpus, "num_gpus": 0, "log_to_driver": verbose},
     }

@@ -18,19 +18,18 @@ from __future__ import annotations
 import copy
 import pickle
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from qflhw.budget import Cost, Ledger
-from qflhw.circuits import build, observables
-from qflhw.client import Client, ClientResult, _seed
-from qflhw.devices import make_device
+from qflhw.config.spec import JobSpec, load_spec
+from qflhw.devices.base import Batch, BatchResult, Device
 from qflhw.errors import ConfigError
-from qflhw.federation import describe_client, federated_data, run_key, training_rows
+from qflhw.execution.budget import Cost
+from qflhw.execution.journal import Journal
+from qflhw.execution.retries import JournaledRunner
+from qflhw.federation.assembly import Assembly, describe_client, make_ledger, make_runner
 from qflhw.flower.records import Instruction, Report, spec_digest
-from qflhw.journal import Journal
-from qflhw.resilience import JournaledRunner
-from qflhw.spec import JobSpec, load_spec
+from qflhw.training.client import ClientResult
 
 SPEC_KEY, CLIENT_KEY, DIR_KEY = "qflhw-spec", "qflhw-client", "qflhw-dir"
 STATE_KEY = "qflhw-site"  # the ConfigRecord in Context.state that holds the carried-over state
@@ -43,30 +42,19 @@ class Site:
         names = [c.name for c in spec.clients]
         if name not in names:
             raise ConfigError(f"{source}: this site is client {name!r}, but the spec's clients are {', '.join(names)}")
-        k = names.index(name)
-        cs = spec.clients[k]
         self.spec, self.name, self.source, self.run_dir = spec, name, source, Path(run_dir)
         self.flower_run = flower_run
         self.digest = spec_digest(spec)
-        self.ledger = Ledger(max_usd=spec.budget.max_usd, shots_per_round=spec.budget.shots_per_round)
-        data, n_classes = federated_data(spec)
-        x, y = training_rows(spec, data, k)
-        circuit = build(spec.model.ansatz, spec.model.qubits, spec.model.layers, spec.model.encoding)
-        self.device = make_device(
-            cs.device,
-            seed=_seed(spec.seed, cs.name, "device"),
-            noise_scale=cs.noise_scale,
-            calibration=cs.calibration,
-            store=self.run_dir / "fake-provider",  # a fake device keeps its jobs like a provider does
-        )
+        self.ledger = make_ledger(spec)
+        assembly = Assembly(spec)
+        k = assembly.index(name)
+        # a fake device keeps its jobs like a provider does
+        self.device = assembly.device(k, store=self.run_dir / "fake-provider")
         self._runner: JournaledRunner | None = None
-        self.client = Client(
-            cs, spec, self.device, x, y, circuit, observables(spec.model.observables, spec.model.qubits), n_classes,
-            run_id=run_key(spec), ledger=self.ledger, runner=self._dispatch,
-        )
+        self.client = assembly.client(k, self.device, ledger=self.ledger, runner=self._dispatch)
         self._fresh = copy.deepcopy(self._carried())  # before any round: what a new run starts from
 
-    def _dispatch(self, device, batch, shots, charge):  # noqa: ANN001, ANN202
+    def _dispatch(self, device: Device, batch: Batch, shots: int | None, charge: Callable[[], None]) -> BatchResult:
         if self._runner is None:
             raise RuntimeError("a site submits jobs only inside train()")
         return self._runner(device, batch, shots, charge)
@@ -102,16 +90,13 @@ class Site:
         before = self.ledger.by_client.get(self.name, Cost())
         self.run_dir.mkdir(parents=True, exist_ok=True)
         journal = Journal(self.run_dir)
-        r = self.spec.resilience
-        self._runner = JournaledRunner(
-            journal, retries=r.retries, backoff_initial=r.backoff_initial_s,
-            backoff_max=r.backoff_max_s, job_timeout=r.job_timeout_s,
-        )
+        self._runner = make_runner(self.spec, journal)
         try:
             res = self.client.train_round(ins.params, ins.round)
         finally:
             self._runner = None
             journal.close()
+            self.device.close()
         after = self.ledger.by_client.get(self.name, Cost())
         billed = Cost(after.usd - before.usd, after.tasks - before.tasks, after.shots - before.shots, after.seconds - before.seconds)
         report = Report(res, "trained" if res.params is not None else "dropped", billed, describe_client(self.client))

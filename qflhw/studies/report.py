@@ -1,6 +1,6 @@
 """A study's report: the markdown summary table and three plots, all from its tidy rows.
 
-Rows are the ones :func:`qflhw.study.tidy_rows` gives (one per cell, round and client). The
+Rows are the ones :func:`qflhw.studies.sweep.tidy_rows` gives (one per cell, round and client). The
 table has one line per setting (the sweep values other than the seed) with the mean and spread
 of the final global test accuracy over seeds; the plots show how aggregators and noise compare.
 """
@@ -70,7 +70,7 @@ def markdown_table(rows: Sequence[dict], keys: Sequence[str]) -> str:
         "final loss (mean ± sd)", "lowest client ESP",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for setting, cells in groups.items():
+    for cells in groups.values():
         acc_m, acc_s = _spread([c["final_acc"] for c in cells])
         loss_m, loss_s = _spread([c["final_loss"] for c in cells])
         auc_m, auc_s = _spread([float(np.mean(list(c["acc"].values()))) for c in cells])

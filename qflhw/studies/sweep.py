@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import io
 import itertools
 import json
@@ -39,8 +38,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from qflhw._util import atomic_write, digest
+from qflhw.config.spec import ClientSpec, JobSpec, parse_spec, read_toml
 from qflhw.errors import ConfigError, QflhwError
-from qflhw.spec import ClientSpec, JobSpec, parse_spec, read_toml
 
 CLIENT_SET = "client_set"
 _NOT_SWEEPABLE = {"name", "output", "clients"}
@@ -66,8 +66,7 @@ class Cell:
             for k, v in self.values.items()
         )
         slug = re.sub(r"[^A-Za-z0-9_.=+\-]", "-", slug)[:90] or "base"
-        digest = hashlib.sha256(json.dumps(self.spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-        return f"{slug}-{digest[:8]}"
+        return f"{slug}-{digest(json.dumps(self.spec.model_dump(mode='json'), sort_keys=True), 8)}"
 
     @property
     def setting(self) -> tuple:
@@ -242,7 +241,7 @@ def _calibration_ref(client: dict[str, Any], value: Any) -> Any:
     """A bare date is the snapshot of that date of the device the client's profile twins."""
     if not (isinstance(value, str) and _DATE.match(value)):
         return value
-    from qflhw.profiles import load_profile
+    from qflhw.config.profiles import load_profile
 
     prof = load_profile(str(client.get("device")))
     device = (prof.calibration or prof.device).split("/", 1)[0]
@@ -251,8 +250,8 @@ def _calibration_ref(client: dict[str, Any], value: Any) -> Any:
 
 def _check_resources(cells: list[Cell], source: str) -> None:
     """Every device profile and calibration snapshot a cell names exists (before any cell runs)."""
-    from qflhw import calibration
-    from qflhw.profiles import load_profile
+    from qflhw.calibration import snapshot
+    from qflhw.config.profiles import load_profile
 
     seen: set[tuple[str, str | None]] = set()
     for cell in cells:
@@ -263,7 +262,7 @@ def _check_resources(cells: list[Cell], source: str) -> None:
             try:
                 load_profile(c.device)
                 if c.calibration:
-                    path = calibration.resolve(c.calibration)
+                    path = snapshot.resolve(c.calibration)
                     if not path.is_file():
                         raise ConfigError(f"no calibration file {path}")
             except ConfigError as err:
@@ -280,7 +279,7 @@ def _stderr(msg: str) -> None:
 
 def run_cell(spec_json: dict[str, Any], cell_dir: str) -> dict:
     """Run one cell as a normal Federation run in ``cell_dir`` (in a worker process)."""
-    from qflhw.federation import Federation
+    from qflhw.federation.loop import Federation
 
     spec = JobSpec.model_validate(spec_json)
     return Federation(spec, Path(cell_dir), progress=False).run()
@@ -314,7 +313,7 @@ def run_study(study: Study, out: Path, *, workers: int = 2, log: Log = _stderr) 
     cells_dir = out / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
     if study.text:
-        _atomic(out / "study.toml", study.text)
+        atomic_write(out / "study.toml", study.text)
     todo, skipped = [], []
     for cell in study.cells:
         cdir = cells_dir / cell.name
@@ -324,7 +323,7 @@ def run_study(study: Study, out: Path, *, workers: int = 2, log: Log = _stderr) 
         if cdir.exists():  # an interrupted cell starts over: cells are the unit of resume
             shutil.rmtree(cdir)
         cdir.mkdir(parents=True)
-        _atomic(cdir / "cell.json", json.dumps(
+        atomic_write(cdir / "cell.json", json.dumps(
             {"values": {k: v for k, v in cell.values.items()}, "spec": cell.spec.model_dump(mode="json")},
             indent=1, sort_keys=True,
         ) + "\n")
@@ -332,7 +331,8 @@ def run_study(study: Study, out: Path, *, workers: int = 2, log: Log = _stderr) 
     total = len(study.cells)
     log(f"study {out}: {total} cells, {len(skipped)} finished before, {len(todo)} to run on {min(workers, max(len(todo), 1))} worker(s)")
     start = time.perf_counter()
-    ran, failed = [], {}
+    ran: list[str] = []
+    failed: dict[str, str] = {}
 
     def done(cell: Cell, summary: dict | None, err: str | None) -> None:
         n = len(ran) + len(failed) + len(skipped) + 1
@@ -342,7 +342,7 @@ def run_study(study: Study, out: Path, *, workers: int = 2, log: Log = _stderr) 
                 f"(at {time.perf_counter() - start:.0f} s)")
         else:
             failed[cell.name] = err
-            _atomic(cells_dir / cell.name / "error.txt", err + "\n")
+            atomic_write(cells_dir / cell.name / "error.txt", err + "\n")
             log(f"[{n:>3}/{total}] {cell.name}: FAILED: {err.splitlines()[-1] if err else ''}")
 
     if workers == 1 or len(todo) <= 1:
@@ -383,7 +383,7 @@ def default_out(study: Study) -> Path:
 
 def report_study(study: Study, out: Path) -> tuple[str, list[str]]:
     """Write study.csv, summary.md and the plots from the finished cells; returns the table."""
-    from qflhw.study_report import markdown_table, write_report
+    from qflhw.studies.report import markdown_table, write_report
 
     out = Path(out)
     rows = tidy_rows(study, out)
@@ -391,7 +391,7 @@ def report_study(study: Study, out: Path) -> tuple[str, list[str]]:
     done = len({r["cell"] for r in rows})
     table = markdown_table(rows, study.keys) if rows else "(no finished cells yet)"
     head = f"# {study.source}: {done} of {len(study.cells)} cells finished\n\nFinal global test accuracy per setting, over seeds.\n\n"
-    _atomic(out / "summary.md", head + table + "\n")
+    atomic_write(out / "summary.md", head + table + "\n")
     plots = write_report(out, rows, study.keys)
     return table, ["study.csv", "summary.md", *[p.name for p in plots]]
 
@@ -438,10 +438,5 @@ def write_csv(path: Path, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> 
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    _atomic(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
-
-def _atomic(path: Path, text: str) -> None:
-    from qflhw.report import atomic_write
-
-    atomic_write(path, text)

@@ -7,23 +7,24 @@ inside a round (a failed job, an exhausted budget) comes back as data in the
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from qflhw.aggregation import proximal_term
-from qflhw.budget import Cost, Ledger
-from qflhw.circuits import ModelCircuit
-from qflhw.devices import Device
+from qflhw._util import stable_seed
+from qflhw.circuits.ansatz import ModelCircuit
+from qflhw.config.spec import ClientSpec, JobSpec
+from qflhw.devices.base import Device, JobKey
 from qflhw.errors import BudgetExceeded, ConfigError, QflhwError
-from qflhw.executor import CircuitEvaluator, Mitigation, Runner, direct_runner
-from qflhw.mitigation import make_mitigation
-from qflhw.model import HybridModel
-from qflhw.shots import AdaptiveShots
-from qflhw.spec import ClientSpec, JobSpec
+from qflhw.execution.budget import Cost, Ledger
+from qflhw.execution.evaluator import CircuitEvaluator, Runner, direct_runner
+from qflhw.execution.mitigation import make_mitigation
+from qflhw.execution.mitigation.base import Technique
+from qflhw.execution.shots import AdaptiveShots
+from qflhw.training.fedprox import proximal_term
+from qflhw.training.model import HybridModel
 
 
 @dataclass
@@ -44,6 +45,7 @@ class ClientResult:
     job_ids: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+    zne_fallbacks: int = 0  # mitigated values whose zero-noise fit fell back to Richardson
 
 
 class Client:
@@ -61,7 +63,7 @@ class Client:
         run_id: str,
         ledger: Ledger,
         runner: Runner = direct_runner,
-        mitigation: Mitigation | None = None,
+        mitigation: Technique | None = None,
     ):
         self.spec = spec
         self.job = job
@@ -71,7 +73,7 @@ class Client:
         self.run_id = run_id
         shots = job.client_setting(spec, "shots")
         if mitigation is None:  # an explicit object overrides the spec (tests, custom techniques)
-            mitigation = make_mitigation(job.client_mitigation(spec), device)
+            mitigation = make_mitigation(job.client_mitigation(spec), device.calibration)
         adaptive = _adaptive_shots(job, spec, device, observables, shots)
         self.evaluator = CircuitEvaluator(
             device,
@@ -81,7 +83,7 @@ class Client:
             shots=shots or None,
             gradient=job.training.gradient,
             spsa_epsilon=job.training.spsa_epsilon,
-            seed=_seed(job.seed, spec.name, "spsa"),
+            seed=stable_seed(job.seed, spec.name, "spsa"),
             mitigation=mitigation,
             ledger=ledger,
             runner=runner,
@@ -117,7 +119,7 @@ class Client:
             return res
         self.model.set_flat(global_params)
         anchor = torch.as_tensor(global_params, dtype=torch.float64)
-        rng = np.random.default_rng(_seed(self.job.seed, self.name, f"round{round_}"))
+        rng = np.random.default_rng(stable_seed(self.job.seed, self.name, f"round{round_}"))
         losses, variances = [], []
         step = 0
         try:
@@ -125,13 +127,14 @@ class Client:
                 order = rng.permutation(len(self.y))
                 for lo in range(0, len(order), self.batch_size):
                     idx = order[lo : lo + self.batch_size]
-                    key = f"{self.run_id}/r{round_}/{self.name}/s{step}"
+                    key = JobKey(self.run_id, round_, self.name, step)
 
                     def evaluate(x, w, key=key):  # noqa: ANN001, ANN202
                         vals, jac, info = self.evaluator(x, w, key=key, round_=round_, grad=True)
                         res.job_ids.extend(info.job_ids)
                         res.cost = res.cost + info.cost
                         variances.append(info.variance)
+                        res.zne_fallbacks += info.fallbacks
                         return vals, jac
 
                     self.optimizer.zero_grad()
@@ -191,8 +194,3 @@ def _adaptive_shots(job: JobSpec, spec: ClientSpec, device: Device, observables,
     except ConfigError as err:
         raise ConfigError(f"client {spec.name}: {err}") from err
 
-
-def _seed(seed: int, *parts: str) -> int:
-    """A stable 63-bit seed from the run seed and names (Python's hash() is salted per process)."""
-    digest = hashlib.sha256("|".join([str(seed), *parts]).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1

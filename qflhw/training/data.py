@@ -13,18 +13,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from qflhw.config.spec import BUILTIN_DATASETS, PARTITIONS, Partition
 from qflhw.errors import ConfigError
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-BUILTIN_DATASETS: tuple[str, ...] = ("digits", "iris", "wine", "breast_cancer")
-PARTITIONS: tuple[str, ...] = ("iid", "dirichlet", "label-shards")
-Partition = Literal["iid", "dirichlet", "label-shards"]
 Seed = int | np.random.Generator
 
 

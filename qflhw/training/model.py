@@ -57,10 +57,10 @@ class HybridModel(nn.Module):
         return torch.cat([p.detach().reshape(-1) for p in self.parameters()]).numpy().copy()
 
     def set_flat(self, flat: np.ndarray) -> None:
-        flat = torch.as_tensor(np.asarray(flat, dtype=np.float64))
+        values = torch.as_tensor(np.asarray(flat, dtype=np.float64))
         k = 0
         with torch.no_grad():
             for p in self.parameters():
                 n = p.numel()
-                p.copy_(flat[k : k + n].reshape(p.shape))
+                p.copy_(values[k : k + n].reshape(p.shape))
                 k += n

@@ -1,0 +1,2 @@
+"""Circuits: the ansatz library, per-device transpilation with ESP, measurement bases, and
+provider-native rewrites (IonQ)."""

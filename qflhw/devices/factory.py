@@ -1,0 +1,88 @@
+"""Build the device a profile describes: a fake twin, a real QPU (IBM Runtime, Amazon Braket),
+or an offline stand-in of any of them that transpiles like the real one but never runs.
+
+Providers are imported only when a profile asks for them, so ``import qflhw`` needs no cloud SDK
+credentials and opens no connection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qflhw.calibration import snapshot as _calibration
+from qflhw.calibration.snapshot import Calibration
+from qflhw.config.profiles import DeviceProfile, load_profile
+from qflhw.devices.base import Batch, Device, JobHandle
+from qflhw.errors import ConfigError
+
+
+def make_device(
+    profile: DeviceProfile | str,
+    *,
+    seed: int = 1234,
+    noise_scale: float = 1.0,
+    calibration: str | None = None,
+    store: Path | None = None,
+) -> Device:
+    """Build the device a profile describes; ``calibration`` overrides the profile's snapshot.
+
+    ``store`` is where a fake device keeps its jobs (so a resumed run can fetch them), and a
+    real one its job layouts. Real QPUs (``ibm``, ``braket``) connect here with the SDK's own
+    credentials and transpile against the live calibration, saved as a dated snapshot.
+    """
+    prof = load_profile(profile) if isinstance(profile, str) else profile
+    if prof.provider in ("ibm", "braket"):
+        if noise_scale != 1.0:
+            raise ConfigError(f"device {prof.name}: noise_scale applies to fake devices only; remove it for a real QPU")
+        if prof.provider == "ibm":
+            from qflhw.devices.ibm import connect as connect_ibm
+
+            return connect_ibm(prof, seed=seed, calibration=calibration, store=store)
+        from qflhw.devices.braket import connect as connect_braket
+
+        return connect_braket(prof, seed=seed, calibration=calibration, store=store)
+    from qflhw.devices.fake import FakeDevice
+
+    return FakeDevice(prof, offline_calibration(prof, calibration, noise_scale), seed=seed, store=store)
+
+
+class OfflineDevice(Device):
+    """A device on paper: it transpiles like the real one but never runs anything."""
+
+    def submit(self, batch: Batch, shots: int | None) -> JobHandle:
+        raise ConfigError(f"device {self.name}: an offline stand-in cannot run jobs")
+
+    def job(self, job_id: str) -> JobHandle:
+        raise ConfigError(f"device {self.name}: an offline stand-in has no jobs")
+
+
+def offline_calibration(profile: DeviceProfile, override: str | None = None, noise_scale: float = 1.0) -> Calibration:
+    """The snapshot a profile's device is twinned or priced with, without any network.
+
+    ``override`` (a client's ``calibration``) wins. A real QPU uses its newest live snapshot when
+    one was saved (IBM under the backend name, Braket under the profile name), else the
+    profile's ``calibration`` stand-in; a fake profile its ``calibration`` (or the device's
+    newest snapshot).
+    """
+    if override:
+        cal = _calibration.load(override)
+    else:
+        refs = [f"{profile.name}/latest"] if profile.provider == "braket" else []
+        refs.append(profile.calibration or f"{profile.device}/latest")
+        found: Calibration | None = None
+        for ref in refs[:-1]:
+            try:
+                found = _calibration.load(ref)
+                break
+            except ConfigError:
+                continue
+        cal = found or _calibration.load(refs[-1])
+    return cal.scaled(noise_scale) if noise_scale != 1.0 else cal
+
+
+def offline_device(
+    profile: DeviceProfile | str, *, seed: int = 1234, noise_scale: float = 1.0, calibration: str | None = None
+) -> OfflineDevice:
+    """The offline stand-in of a profile's device (see :func:`offline_calibration`)."""
+    prof = load_profile(profile) if isinstance(profile, str) else profile
+    return OfflineDevice(prof, offline_calibration(prof, calibration, noise_scale), seed=seed)

@@ -1,0 +1,2 @@
+"""The server's side: the round loop, assembly of clients and their runners, aggregation,
+evaluation, run outputs, cost estimates and per-client device quality."""

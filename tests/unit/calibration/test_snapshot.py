@@ -1,0 +1,165 @@
+"""Calibration snapshots, Targets and per-device transpilation, checked against the SDKs' own data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from qiskit import QuantumCircuit
+from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager
+
+from qflhw.calibration import snapshot as calibration
+from qflhw.calibration.qiskit_import import from_fake_backend_name
+from qflhw.calibration.snapshot import Calibration, calibration_root
+from qflhw.calibration.target import to_target
+from qflhw.circuits.ansatz import build
+from qflhw.circuits.transpile import TranspileCache, transpile_for
+from qflhw.errors import CalibrationError, CircuitTooWide
+
+
+@pytest.fixture(scope="module")
+def torino():
+    return calibration.load("ibm_torino")
+
+
+def test_shipped_snapshot_matches_the_fake_backend(torino):
+    from qiskit_ibm_runtime.fake_provider import FakeTorino
+
+    b = FakeTorino()
+    props = b.properties()
+    for q in (0, 17, 132):
+        assert torino.qubits[q].t1 == pytest.approx(b.qubit_properties(q).t1)
+        assert torino.qubits[q].prob_meas1_prep0 == pytest.approx(props.qubit_property(q, "prob_meas1_prep0")[0])
+        assert torino.qubits[q].prob_meas0_prep1 == pytest.approx(props.qubit_property(q, "prob_meas0_prep1")[0])
+    cz = {g.qubits: g for g in torino.gates if g.gate == "cz"}
+    for qargs, ip in list(b.target["cz"].items())[:10]:
+        assert cz[qargs].error == pytest.approx(ip.error) and cz[qargs].duration == pytest.approx(ip.duration)
+    assert torino.provenance.kind == "exported" and "FakeTorino" in torino.provenance.source
+    assert torino.date.isoformat() == calibration.resolve("ibm_torino").stem
+
+
+def test_every_shipped_snapshot_loads_and_builds_a_target():
+    devices = calibration.devices()
+    assert {"ibm_torino", "ibm_fez", "ibm_brisbane", "ibm_sherbrooke", "ibm_kyiv"} <= set(devices)
+    assert {"ionq_forte-1", "iqm_garnet", "rigetti_ankaa-3"} <= set(devices)
+    for dev in devices:
+        cal = calibration.load(dev)
+        target = to_target(cal)
+        assert target.num_qubits == cal.num_qubits
+        assert set(target.operation_names) <= set(cal.native_gates)
+
+
+def test_target_restriction_keeps_errors_and_reindexes(torino):
+    full = to_target(torino)
+    small = to_target(torino, [5, 6, 7])
+    assert small.num_qubits == 3
+    for (a, b) in small["cz"]:
+        assert small["cz"][(a, b)].error == full["cz"][([5, 6, 7][a], [5, 6, 7][b])].error
+    assert small["measure"][(1,)].error == pytest.approx(torino.qubits[6].readout_error)
+
+
+def test_corrupt_and_incomplete_files_name_file_and_field(tmp_path, torino):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{ not json")
+    with pytest.raises(CalibrationError, match="bad.json: not valid JSON"):
+        Calibration.load(bad)
+    raw = json.loads(torino.to_json())
+    raw["gates"][4]["error"] = 1.7
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(CalibrationError, match=r"bad.json: field gates\.4\.error"):
+        Calibration.load(bad)
+    raw = json.loads(torino.to_json())
+    raw["qubits"] = raw["qubits"][:-1]
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(CalibrationError, match="qubits has 132 entries but num_qubits is 133"):
+        Calibration.load(bad)
+
+
+def test_save_round_trips_and_never_overwrites(tmp_path, torino):
+    path = torino.save(tmp_path)
+    assert Calibration.load(path) == torino
+    with pytest.raises(CalibrationError, match="never overwritten"):
+        torino.save(tmp_path)
+
+
+def test_exporter_works_for_any_fake_backend(tmp_path):
+    cal = from_fake_backend_name("FakeAthensV2")
+    assert cal.num_qubits == 5 and cal.device == "ibm_athens"
+    assert calibration.load(str(cal.save(tmp_path))).num_qubits == 5
+
+
+def test_scaled_snapshot_scales_errors_and_coherence(torino):
+    s = torino.scaled(2.0)
+    assert s.gates[10].error == pytest.approx(min(2 * torino.gates[10].error, 0.75))
+    assert s.qubits[3].t1 == pytest.approx(torino.qubits[3].t1 / 2)
+    assert s.provenance.kind == "scaled" and s.id != torino.id
+
+
+def test_esp_by_hand_on_a_tiny_circuit(torino):
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.cx(0, 1)
+    tc = transpile_for(qc, torino)
+    target = to_target(torino)
+    expected = 1.0
+    for ci in tc.isa.data:
+        qargs = tuple(tc.isa.find_bit(q).index for q in ci.qubits)
+        err = target[ci.operation.name][qargs].error or 0.0
+        expected *= 1 - err
+    for p in tc.final_physical:
+        expected *= 1 - torino.qubits[p].readout_error
+    assert tc.esp == pytest.approx(expected, rel=1e-9)
+    assert tc.two_qubit_gates == 1 and len(tc.physical_qubits) == 2
+
+
+def test_noise_aware_layout_beats_the_trivial_one(torino):
+    model = build("rot-crx", 4, 2)
+    tc = transpile_for(model.circuit, torino)
+    trivial = generate_preset_pass_manager(
+        optimization_level=3, target=to_target(torino), initial_layout=[0, 1, 2, 3], seed_transpiler=1234
+    ).run(model.circuit)
+    from qflhw.circuits.transpile import estimated_success_probability
+
+    trivial_esp = estimated_success_probability(trivial, to_target(torino), list(trivial.layout.final_index_layout()))
+    assert tc.esp > trivial_esp  # qubit 0 of Torino reads out with 17% error
+
+
+def test_transpile_cache_and_width_check(torino):
+    cache = TranspileCache(torino)
+    c1 = build("hardware-efficient", 3, 1).circuit
+    assert cache.get(c1) is cache.get(build("hardware-efficient", 3, 1).circuit)
+    assert len(cache) == 1
+    with pytest.raises(CircuitTooWide, match="needs 134 qubits but device ibm_torino has 133"):
+        transpile_for(QuantumCircuit(134), torino)
+
+
+def test_readout_matrix_columns_sum_to_one(torino):
+    for q in range(0, 133, 11):
+        np.testing.assert_allclose(torino.readout_matrix(q).sum(axis=0), [1, 1])
+
+
+def test_version_1_files_load_with_their_labels_and_write_back_unchanged():
+    """A v1 file kept Braket labels in the notes: they load as qubit_labels, the text round-trips."""
+    path = calibration_root() / "iqm_garnet" / "2026-11-22.json"
+    text = path.read_text(encoding="utf-8")
+    raw = json.loads(text)
+    assert raw["schema"] == "qflhw.calibration/1" and "qubit_labels" not in raw
+    cal = Calibration.load(path)
+    assert cal.labels == list(range(1, 21))  # the notes say braket_qubit_labels=1..20
+    assert cal.to_json() + "\n" == text  # so its content hash (the id seeding shot noise) is unchanged
+    ibm = Calibration.load(calibration_root() / "ibm_fez" / "2025-02-26.json")
+    assert ibm.labels == list(range(ibm.num_qubits))
+
+
+def test_version_2_keeps_labels_as_a_field(tmp_path):
+    v1 = Calibration.load(calibration_root() / "iqm_garnet" / "2026-11-22.json")
+    v2 = v1.model_copy(update={"schema_": "qflhw.calibration/2", "provenance": v1.provenance.model_copy(update={"notes": ""})})
+    raw = json.loads(v2.to_json())
+    assert raw["schema"] == "qflhw.calibration/2" and raw["qubit_labels"] == list(range(1, 21))
+    again = Calibration.model_validate(raw)
+    assert again.labels == list(range(1, 21)) and again.same_figures(v1)
+    raw["qubit_labels"] = [1] * 20
+    with pytest.raises(ValidationError, match="each of the 20 qubits once"):
+        Calibration.model_validate(raw)

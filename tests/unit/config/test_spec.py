@@ -1,0 +1,64 @@
+"""Spec validation: each bad field fails before any work with one line naming file and field."""
+
+from __future__ import annotations
+
+import pytest
+
+from qflhw.config.spec import load_spec
+from qflhw.errors import ConfigError
+from tests.helpers import ROOT
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "spec.toml"
+    p.write_text(text)
+    return p
+
+
+def test_tiny_spec_is_valid(tiny_spec):
+    spec = load_spec(tiny_spec)
+    assert [c.name for c in spec.clients] == ["a", "b"]
+    assert spec.client_setting(spec.clients[0], "shots") == 200
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (("rounds = 2", "rounds = 0"), "rounds"),
+        (("rounds = 2", "rounds = 2\nroundz = 3"), "roundz"),
+        (("shots = 200", "shots = -5"), "training.shots"),
+        (("qubits = 2", "qubits = 'four'"), "model.qubits"),
+        (('dataset = "digits"', 'dataset = "digits"\npartition = "random"'), "data.partition"),
+        (('name = "b"', 'name = "a"'), "clients"),
+        (("[training]", "[budget]\nmax_usd = -1\n[training]"), "budget.max_usd"),
+    ],
+)
+def test_bad_fields_name_file_and_field(tmp_path, tiny_spec_text, change, field):
+    path = _write(tmp_path, tiny_spec_text.replace(*change, 1))
+    with pytest.raises(ConfigError) as err:
+        load_spec(path)
+    msg = str(err.value)
+    assert str(path) in msg and field in msg and "\n" not in msg
+
+
+def test_not_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_spec(_write(tmp_path, "rounds = = 2"))
+    with pytest.raises(ConfigError, match="no such spec file"):
+        load_spec(tmp_path / "nope.toml")
+
+
+JOBS = sorted((ROOT / "jobs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", JOBS, ids=lambda p: p.name)
+def test_shipped_specs_validate_and_name_known_devices(path):
+    """Every spec in jobs/ parses (studies through their expansion) and each client's device has a profile."""
+    from qflhw.config.profiles import load_profile
+    from qflhw.studies.sweep import load_study
+
+    specs = [cell.spec for cell in load_study(path).cells] if "[sweep]" in path.read_text() else [load_spec(path)]
+    assert specs
+    for spec in specs:
+        for client in spec.clients:
+            assert load_profile(client.device).name == client.device
