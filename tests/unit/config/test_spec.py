@@ -62,3 +62,21 @@ def test_shipped_specs_validate_and_name_known_devices(path):
     for spec in specs:
         for client in spec.clients:
             assert load_profile(client.device).name == client.device
+
+
+@pytest.mark.parametrize("field, value", [("name", "lab/exp 1"), ("name", ""), ("clients.0.name", "a/b")])
+def test_names_that_would_break_job_keys_are_one_line_errors(tiny_spec_text, field, value):
+    """Spec and client names go into idempotency keys, file names and job tags: no '/', no spaces."""
+    import tomllib
+
+    from qflhw.config.spec import parse_spec
+
+    raw = tomllib.loads(tiny_spec_text)
+    if field == "name":
+        raw["name"] = value
+    else:
+        raw["clients"][0]["name"] = value
+    with pytest.raises(ConfigError) as info:
+        parse_spec(raw, "job.toml")
+    msg = str(info.value)
+    assert msg.startswith(f"job.toml: field {field}:") and "\n" not in msg

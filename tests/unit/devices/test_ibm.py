@@ -337,6 +337,8 @@ def test_federation_issues_one_job_per_client_per_step(tmp_path):
     assert local.submissions == steps and local.batches_opened == 2
     assert cloud.sampler_cls.return_value.run.call_count == steps == cloud.device.submissions
     assert cloud.batch_cls.call_count == 2  # one Runtime Batch per round
+    # every Batch is closed, the run's last one by Federation.run's finally
+    assert cloud.batch_cls.return_value.close.call_count == 2 and cloud.device._ctx is None
     assert summary["total_jobs"] == 2 * steps
     assert summary["clients"]["a"]["rounds_ok"] == 2 and summary["clients"]["b"]["rounds_ok"] == 2
     assert summary["total_cost_usd"] > 0
