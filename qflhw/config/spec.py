@@ -156,7 +156,7 @@ class ClientSpec(_Strict):
     name: str = Field(min_length=1, pattern=NAME_PATTERN, description="letters, digits, _ . - (it names jobs and files)")
     device: str = Field(description="a profile in backends/ (see `qflhw devices`)")
     calibration: str | None = Field(default=None, description="override the profile's snapshot: <device>/<date>")
-    noise_scale: float = Field(default=1.0, gt=0, description="multiply every error of the calibration")
+    noise_scale: float = Field(default=1.0, ge=0, description="multiply every error of the calibration; 0 = an ideal (noiseless) twin")
     shots: int | None = Field(default=None, ge=0)
     local_epochs: int | None = Field(default=None, ge=1)
     batch_size: int | None = Field(default=None, ge=1)

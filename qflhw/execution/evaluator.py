@@ -19,7 +19,7 @@ from qflhw.circuits.ansatz import ModelCircuit
 from qflhw.circuits.measure import measurement_bases
 from qflhw.circuits.transpile import Transpiled
 from qflhw.devices.base import Batch, BatchItem, BatchResult, Device, JobKey
-from qflhw.execution.budget import Cost, Ledger, job_cost
+from qflhw.execution.budget import Cost, Ledger, circuit_seconds, job_cost
 from qflhw.execution.gradients import ShiftPlan, SPSAPlan, parameter_shift_plan, shift_rules, spsa_plan
 from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.shots import AdaptiveShots, allocate, jacobian_variance
@@ -89,14 +89,7 @@ class CircuitEvaluator:
         self.rules = shift_rules(model.circuit, model.weights)
 
     def _circuit_seconds(self, tc: Transpiled | None = None) -> float:
-        durations = {(g.gate, g.qubits): g.duration for g in self.device.calibration.gates}
-        tc = tc or self.transpiled
-        return float(
-            sum(
-                durations.get((ci.operation.name, tuple(tc.isa.find_bit(q).index for q in ci.qubits)), 0.0)
-                for ci in tc.isa.data
-            )
-        )
+        return circuit_seconds(self.device.calibration, tc or self.transpiled)
 
     def estimate(self, n_points: int, grad: bool = True) -> Cost:
         """Cost of one evaluation of ``n_points`` data points (used by `qflhw estimate`)."""
