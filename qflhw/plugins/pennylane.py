@@ -55,10 +55,57 @@ _DISTRIBUTION = (ProbabilityMP, SampleMP, CountsMP)
 
 @qml.transform
 def diagonalize_sampled(tape: QuantumScript) -> tuple[list[QuantumScript], Any]:
-    """Rotate observables of ``probs``/``sample``/``counts`` into the Z basis (PennyLane's transform)."""
-    if any(isinstance(m, _DISTRIBUTION) and m.obs is not None for m in tape.measurements):
-        return qml.transforms.diagonalize_measurements(tape)
-    return [tape], lambda results: results[0]
+    """Rotate observables of ``probs``/``sample``/``counts`` into the Z basis (PennyLane's transforms).
+
+    Only those measurements go through ``split_non_commuting`` + ``diagonalize_measurements``
+    (in tapes of their own); expectations and variances stay as they are, the device measures
+    Pauli observables in any basis. All the tapes still go into the same job.
+    """
+    ms = tape.measurements
+    rotate = [i for i, m in enumerate(ms) if isinstance(m, _DISTRIBUTION) and not _diagonal(m.obs)]
+    if not rotate:
+        return [tape], lambda results: results[0]
+    keep = [i for i in range(len(ms)) if i not in rotate]
+    groups, regroup = qml.transforms.split_non_commuting(tape.copy(measurements=[ms[i] for i in rotate]))
+    out = [tape.copy(measurements=[ms[i] for i in keep])] if keep else []
+    posts, sizes = [], []
+    for group in groups:
+        rotated, post = qml.transforms.diagonalize_measurements(group)
+        out.extend(rotated)
+        posts.append(post)
+        sizes.append(len(rotated))
+    entries = tape.shots.num_copies if tape.shots.has_partitioned_shots else 0
+
+    def combine(results: Sequence[Any]) -> Any:
+        k = 1 if keep else 0
+        parts = []
+        for post, n in zip(posts, sizes):
+            parts.append(post(results[k : k + n]))
+            k += n
+        rotated_res = regroup(parts)
+        kept_res = results[0] if keep else None
+
+        def merge(kept: Any, rot: Any) -> Any:
+            kept_l = ([kept] if len(keep) == 1 else list(kept)) if keep else []
+            rot_l = [rot] if len(rotate) == 1 else list(rot)
+            merged = [None] * len(ms)
+            for i, v in zip(keep, kept_l):
+                merged[i] = v
+            for i, v in zip(rotate, rot_l):
+                merged[i] = v
+            return merged[0] if len(ms) == 1 else tuple(merged)
+
+        if entries:
+            return tuple(merge(kept_res[e] if keep else None, rotated_res[e]) for e in range(entries))
+        return merge(kept_res, rotated_res)
+
+    return out, combine
+
+
+def _diagonal(obs: Any) -> bool:
+    """No observable, or a Pauli-Z product: its samples are read off computational-basis shots."""
+    rep = obs.pauli_rep if obs is not None else None
+    return obs is None or (rep is not None and len(rep) == 1 and all(p == "Z" for word in rep for p in word.values()))
 
 
 @qml.transform
@@ -233,15 +280,15 @@ class QflhwQPU(Device):
         for tape, mine in zip(tapes, slots):
             parts = [self._measure(tape, g, answers[g], lo, n) for g, lo, n in mine]
             results.append(tuple(parts) if len(parts) > 1 else parts[0])
-        if self.tracker.active:
+        if self.tracker.active:  # per tape its results, then the job (so `latest` is the job's record)
+            for r in results:
+                self.tracker.update(results=r)
             job = sent[-1]
             self.tracker.update(
                 batches=1, jobs=len(sent), executions=sum(j.circuits for j in sent), shots=sum(j.shots for j in sent),
                 cost_usd=sum(j.cost_usd for j in sent), qpu_seconds=sum(j.qpu_seconds for j in sent),
                 job_id=job.job_id, device=job.device, calibration_id=job.calibration_id, esp=min(j.esp for j in sent),
             )
-            for r in results:
-                self.tracker.update(results=r)
             self.tracker.record()
         return results
 
@@ -265,11 +312,11 @@ class QflhwQPU(Device):
                 v = np.maximum(answer.values[lo : lo + n, group.index(_square(o))] - mean**2, 0.0)
             else:
                 dist = _z_distribution(answer, wires, self.name)[lo : lo + n]
-                if isinstance(m, ProbabilityMP):
-                    v = marginal(dist, m.wires or wires, wires)
-                else:
-                    v = self._sampled(m, dist, answer.shots or 0, wires)
-            out.append(v if tape.batch_size or not isinstance(v, np.ndarray) else v[0])
+                if not isinstance(m, ProbabilityMP):  # a shot record of this one (unbroadcast) tape
+                    out.append(self._sampled(m, dist, answer.shots or 0, wires))
+                    continue
+                v = marginal(dist, m.wires or wires, wires)
+            out.append(v if tape.batch_size else v[0])  # rows -> one value when not broadcast
         return tuple(out) if len(out) > 1 else out[0]
 
     def _sampled(self, m: Any, dist: np.ndarray, shots: int, wires: Wires) -> Any:
