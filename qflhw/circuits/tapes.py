@@ -49,11 +49,12 @@ def structure(operations: Sequence[Any], wire_order: Sequence[Any]) -> Structure
     index = {w: i for i, w in enumerate(wire_order)}
     out = []
     for op in operations:
-        if op.name in DROPPED:
+        name = op.name
+        if name in DROPPED:
             continue
-        if op.name not in GATES:
-            raise ConfigError(f"operation {op.name} is not one the qflhw device runs; decompose it first")
-        out.append((op.name, tuple(index[w] for w in op.wires), len(op.parameters)))
+        if name not in GATES:
+            raise ConfigError(f"operation {name} is not one the qflhw device runs; decompose it first")
+        out.append((name, tuple(index[w] for w in op.wires), len(op.data)))
     return tuple(out)
 
 

@@ -151,6 +151,7 @@ class QflhwQPU(Device):
         )
         self._rng = np.random.default_rng(stable_seed(seed, self.session.label, "pennylane-samples"))
         self._circuits: dict[Hashable, tuple[QuantumCircuit, tuple]] = {}  # per structure: symbolic circuit, parameters
+        self._paulis = _Paulis()
 
     @property
     def name(self) -> str:
@@ -258,7 +259,7 @@ class QflhwQPU(Device):
             wires = self._wire_order(tape)
             key = (structure(tape.operations, wires), tuple(wires))
             rows = parameter_rows(tape.operations, tape.batch_size)
-            needed = _observables(tape, wires)
+            needed = self._paulis.needed(tape, wires)
             if self.session.technique is not None and any(isinstance(m, _DISTRIBUTION) for m in tape.measurements):
                 raise ConfigError(
                     f"{self.name}: mitigation corrects expectation values, not probs/sample/counts; "
@@ -272,7 +273,7 @@ class QflhwQPU(Device):
                     g = groups[(key, shots)] = _Group(key, len(wires), shots)
                 mine.append((g, g.add(rows, needed), len(rows)))
             slots.append(mine)
-        requests = [g.request(self._circuit(g.key, g.num_qubits)) for g in groups.values()]
+        requests = [g.request(self._circuit(g.key, g.num_qubits), self._paulis) for g in groups.values()]
         before = len(self.session.jobs)
         answers = dict(zip(groups.values(), self.session.run(requests), strict=True))
         sent = self.session.jobs[before:]
@@ -305,11 +306,11 @@ class QflhwQPU(Device):
         out = []
         for m in tape.measurements:
             if isinstance(m, ExpectationMP):
-                v = answer.values[lo : lo + n, group.index(to_sparse_pauli(m.obs, wires))]
+                v = answer.values[lo : lo + n, group.index(self._paulis.key(m.obs, wires))]
             elif isinstance(m, VarianceMP):
-                o = to_sparse_pauli(m.obs, wires)
-                mean = answer.values[lo : lo + n, group.index(o)]
-                v = np.maximum(answer.values[lo : lo + n, group.index(_square(o))] - mean**2, 0.0)
+                k = self._paulis.key(m.obs, wires)
+                mean = answer.values[lo : lo + n, group.index(k)]
+                v = np.maximum(answer.values[lo : lo + n, group.index(self._paulis.square(k))] - mean**2, 0.0)
             else:
                 dist = _z_distribution(answer, wires, self.name)[lo : lo + n]
                 if not isinstance(m, ProbabilityMP):  # a shot record of this one (unbroadcast) tape
@@ -338,6 +339,54 @@ def _gradients_wanted() -> bool:
     return bool(torch.is_grad_enabled()) if torch is not None else True
 
 
+class _Paulis:
+    """Observables of tapes as hashable Pauli terms; each converted to a ``SparsePauliOp`` once."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple, tuple] = {}
+        self._ops: dict[tuple, SparsePauliOp] = {}
+        self._squares: dict[tuple, tuple] = {}
+
+    def _store(self, op: SparsePauliOp) -> tuple:
+        key = tuple(sorted(zip(op.paulis.to_labels(), np.round(np.real(op.coeffs), 15).tolist())))
+        self._ops.setdefault(key, op)
+        return key
+
+    def key(self, obs: Any, wires: Wires) -> tuple:
+        rep = obs.pauli_rep
+        raw = (tuple((tuple(word.items()), complex(c)) for word, c in rep.items()) if rep is not None else repr(obs), tuple(wires))
+        hit = self._keys.get(raw)
+        if hit is None:
+            hit = self._keys[raw] = self._store(to_sparse_pauli(obs, wires))
+        return hit
+
+    def square(self, key: tuple) -> tuple:
+        hit = self._squares.get(key)
+        if hit is None:
+            op = self._ops[key]
+            hit = self._squares[key] = self._store((op @ op).simplify(atol=1e-14))
+        return hit
+
+    def z_all(self, n: int) -> tuple:
+        return self._store(SparsePauliOp("Z" * n))
+
+    def op(self, key: tuple) -> SparsePauliOp:
+        return self._ops[key]
+
+    def needed(self, tape: QuantumScript, wires: Wires) -> list[tuple]:
+        """The Pauli observables a tape's measurements need (Z on every qubit for distributions)."""
+        out = []
+        for m in tape.measurements:
+            if isinstance(m, (ExpectationMP, VarianceMP)):
+                k = self.key(m.obs, wires)
+                out.append(k)
+                if isinstance(m, VarianceMP):
+                    out.append(self.square(k))
+            else:
+                out.append(self.z_all(len(wires)))
+        return out
+
+
 class _Group:
     """The tapes of one structure and shot count: their rows and the observables they need."""
 
@@ -345,51 +394,29 @@ class _Group:
         self.key, self.num_qubits, self.shots = key, num_qubits, shots
         self.rows: list[np.ndarray] = []
         self.count = 0
-        self.observables: dict[tuple, SparsePauliOp] = {}
+        self.observables: dict[tuple, int] = {}
 
-    def add(self, rows: np.ndarray, observables: list[SparsePauliOp]) -> int:
+    def add(self, rows: np.ndarray, observables: list[tuple]) -> int:
         first = self.count
         self.rows.append(rows)
         self.count += len(rows)
         for o in observables:
-            self.observables.setdefault(_obs_key(o), o)
+            self.observables.setdefault(o, len(self.observables))
         return first
 
-    def index(self, o: SparsePauliOp) -> int:
-        return list(self.observables).index(_obs_key(o))
+    def index(self, key: tuple) -> int:
+        return self.observables[key]
 
-    def request(self, symbolic: tuple[QuantumCircuit, tuple]) -> Request:
+    def request(self, symbolic: tuple[QuantumCircuit, tuple], paulis: _Paulis) -> Request:
         circuit, params = symbolic
         return Request(
             key=self.key,
             build=lambda: circuit,
             parameters=params,
             bindings=np.concatenate(self.rows),
-            observables=tuple(self.observables.values()),
+            observables=tuple(paulis.op(k) for k in self.observables),
             shots=self.shots,
         )
-
-
-def _obs_key(o: SparsePauliOp) -> tuple:
-    return tuple(sorted(zip(o.paulis.to_labels(), np.round(np.real(o.coeffs), 15).tolist())))
-
-
-def _square(o: SparsePauliOp) -> SparsePauliOp:
-    return (o @ o).simplify(atol=1e-14)
-
-
-def _observables(tape: QuantumScript, wires: Wires) -> list[SparsePauliOp]:
-    """The Pauli observables a tape's measurements need (Z on every qubit for distributions)."""
-    out = []
-    for m in tape.measurements:
-        if isinstance(m, (ExpectationMP, VarianceMP)):
-            o = to_sparse_pauli(m.obs, wires)
-            out.append(o)
-            if isinstance(m, VarianceMP):
-                out.append(_square(o))
-        else:
-            out.append(SparsePauliOp("Z" * len(wires)))
-    return out
 
 
 def _z_distribution(answer: Answer, wires: Wires, name: str) -> np.ndarray:
