@@ -83,7 +83,7 @@ def diagonalize_sampled(tape: QuantumScript) -> tuple[list[QuantumScript], Any]:
             parts.append(post(results[k : k + n]))
             k += n
         rotated_res = regroup(parts)
-        kept_res = results[0] if keep else None
+        kept_res: Any = results[0] if keep else None
 
         def merge(kept: Any, rot: Any) -> Any:
             kept_l = ([kept] if len(keep) == 1 else list(kept)) if keep else []

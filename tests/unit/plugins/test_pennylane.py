@@ -244,3 +244,15 @@ def test_bad_options_are_one_line_errors():
         qml.device("qflhw.qpu", wires=1, profile="fake_nowhere")
     with pytest.raises(ConfigError, match="mitigation"):
         qml.device("qflhw.qpu", wires=1, mitigation="zne+magic")
+
+
+def test_shot_vectors_give_one_result_per_entry(garnet):
+    @qml.qnode(garnet)
+    def circuit(a):  # noqa: ANN001, ANN202
+        qml.RX(a, 0)
+        return qml.expval(qml.PauliZ(0)), qml.counts(wires=[0])
+
+    before = len(garnet.jobs)
+    out = qml.set_shots(circuit, shots=[100, 100, 300])(0.4)
+    assert len(out) == 3 and [sum(c.values()) for _, c in out] == [100, 100, 300]
+    assert len(garnet.jobs) == before + 1 and garnet.jobs[-1].shots == 500  # one job, the entries sampled apart
