@@ -62,13 +62,13 @@ def test_one_round_on_two_profiles_is_one_job_per_step_per_client(tmp_path, monk
     from flower_pennylane import client_app, server_app
 
     journal = tmp_path / "journal"
-    config = {"num-server-rounds": 1, "batch-size": 4, "max-train": 8, "local-epochs": 1, "learning-rate": 0.01,
+    config = {"num-server-rounds": 1, "batch-size": 4, "max-train": 8, "n-layers": 1, "local-epochs": 1, "learning-rate": 0.01,
               "profiles": ",".join(PROFILES), "shots": 200, "journal-dir": str(journal)}
     grid = InlineGrid(client_app.app, config, journal)
     torch.manual_seed(0)
     server_app.app(grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=config))
     steps = math.ceil(8 / 4)
-    rows = 4 + 4 * (4 + 12) * 2  # a step: 4 rows + 4 x (4 inputs + 12 weights) x 2 shifts
+    rows = 4 + 4 * (4 + 4) * 2  # a step: 4 rows + 4 x (4 inputs + 4 weights) x 2 shifts
     for node in (1, 2):
         jobs = grid.after_training[node]
         # counted at the fake provider: one job per optimizer step, then the validation batches
