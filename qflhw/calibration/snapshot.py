@@ -182,15 +182,21 @@ class Calibration(_Strict):
         return {"1q": med(one), "2q": med(two), "readout": med(ro)}
 
     def scaled(self, factor: float) -> Calibration:
-        """A what-if copy with every error multiplied and T1/T2 divided by ``factor``."""
-        if not (math.isfinite(factor) and factor > 0):
-            raise ConfigError(f"noise scale must be a positive number, got {factor}")
+        """A what-if copy with every error multiplied and T1/T2 divided by ``factor``.
+
+        ``factor = 0`` is the ideal twin: no gate or readout error and no relaxation (T1/T2
+        unset), with the same qubits, couplings, native gates and durations, so circuits
+        transpile to the same device layout and simulate noiselessly.
+        """
+        if not (math.isfinite(factor) and factor >= 0):
+            raise ConfigError(f"noise scale must be a number >= 0 (0 = ideal, 1 = as calibrated), got {factor}")
         cap = lambda p, hi: min(p * factor, hi)  # noqa: E731
+        relax = lambda t: t / factor if t and factor > 0 else None  # noqa: E731
         qubits = tuple(
             q.model_copy(
                 update={
-                    "t1": q.t1 / factor if q.t1 else None,
-                    "t2": q.t2 / factor if q.t2 else None,
+                    "t1": relax(q.t1),
+                    "t2": relax(q.t2),
                     "prob_meas1_prep0": cap(q.prob_meas1_prep0, 0.5),
                     "prob_meas0_prep1": cap(q.prob_meas0_prep1, 0.5),
                 }
@@ -198,11 +204,12 @@ class Calibration(_Strict):
             for q in self.qubits
         )
         gates = tuple(g.model_copy(update={"error": cap(g.error, 0.75)}) for g in self.gates)
+        notes = "ideal: errors x0, no T1/T2 relaxation" if factor == 0 else f"errors x{factor:g}, T1/T2 /{factor:g}"
         prov = Provenance(
             kind="scaled",
             source=f"{self.device}/{self.date.isoformat()} ({self.provenance.kind}: {self.provenance.source})",
             retrieved=self.provenance.retrieved,
-            notes=f"errors x{factor:g}, T1/T2 /{factor:g}",
+            notes=notes,
         )
         return self.model_copy(update={"qubits": qubits, "gates": gates, "provenance": prov})
 

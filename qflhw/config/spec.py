@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qflhw.errors import ConfigError, field_error
 
@@ -27,6 +28,7 @@ ShotAllocation = Literal["uniform", "variance-weighted"]
 MitigationMethod = Literal["none", "zne", "rem", "zne+rem"]
 Extrapolation = Literal["richardson", "linear", "exponential"]
 Folding = Literal["two-qubit", "global"]
+Loss = Literal["cross-entropy", "mse"]
 AggregationMethod = Literal["fedavg", "noise-aware", "inverse-variance", "median", "trimmed-mean", "sporadic"]
 SporadicMode = Literal["skip", "scale"]
 
@@ -36,10 +38,13 @@ SHOT_ALLOCATIONS: tuple[str, ...] = get_args(ShotAllocation)
 EXTRAPOLATIONS: tuple[str, ...] = get_args(Extrapolation)
 FOLDINGS: tuple[str, ...] = get_args(Folding)
 AGGREGATION_METHODS: tuple[str, ...] = get_args(AggregationMethod)
+LOSSES: tuple[str, ...] = get_args(Loss)
 BUILTIN_DATASETS: tuple[str, ...] = ("digits", "iris", "wine", "breast_cancer")
 
 #: Names that end up in idempotency keys, file names and job tags: no ``/``, no spaces.
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+#: ``package.module:name``: a user's own circuit, head or loss, imported when the spec is assembled.
+ENTRY_POINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class _Strict(BaseModel):
@@ -48,7 +53,9 @@ class _Strict(BaseModel):
 
 class DataSpec(_Strict):
     dataset: str = Field(default="digits", description=f"{' | '.join(BUILTIN_DATASETS)} | path to .csv/.npz")
-    classes: list[int] | None = Field(default=None, description="keep only these labels (re-labelled 0..k-1)")
+    classes: list[int] | list[str] | None = Field(
+        default=None, description="keep only these labels or class names (re-labelled 0..k-1 in this order)"
+    )
     partition: Partition = "iid"
     alpha: float = Field(default=0.5, gt=0, description="Dirichlet concentration (partition = dirichlet)")
     labels_per_client: int = Field(default=1, ge=1, description="for partition = label-shards")
@@ -58,11 +65,43 @@ class DataSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    qubits: int = Field(default=4, ge=1, le=32)
+    """``[model]``: a built-in ansatz, or your own circuit (and head and loss) by entry point."""
+
+    qubits: int = Field(default=4, ge=1, le=32, description="width of a built-in ansatz; inputs of a PennyLane circuit")
     layers: int = Field(default=2, ge=1, le=50)
     ansatz: Ansatz = "rot-crx"
     encoding: Encoding = "ry"
     observables: list[str] = Field(default_factory=list, description="Pauli labels; default Z on each qubit")
+    circuit: str | None = Field(
+        default=None,
+        description="'package.module:function' returning a qiskit QuantumCircuit (inputs x[i], weights w[j]) or "
+        "(PennyLane qfunc or QNode, weight shapes); replaces ansatz and encoding (see qflhw.circuits.custom)",
+    )
+    head: str | None = Field(
+        default=None, description="'package.module:factory': factory(n_observables, n_classes) -> torch.nn.Module; default linear"
+    )
+    loss: str = Field(default="cross-entropy", description="cross-entropy | mse | 'package.module:function' (outputs, labels) -> scalar")
+
+    @field_validator("circuit", "head")
+    @classmethod
+    def _entry_point(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(ENTRY_POINT_PATTERN, value):
+            raise ValueError(f"{value!r} is not an entry point; write 'package.module:function'")
+        return value
+
+    @field_validator("loss")
+    @classmethod
+    def _loss(cls, value: str) -> str:
+        if value not in LOSSES and not re.match(ENTRY_POINT_PATTERN, value):
+            raise ValueError(f"{value!r} is neither {' nor '.join(LOSSES)} nor an entry point 'package.module:function'")
+        return value
+
+    @model_validator(mode="after")
+    def _own_circuit_alone(self) -> ModelSpec:
+        ignored = sorted({"ansatz", "encoding"} & self.model_fields_set)
+        if self.circuit is not None and ignored:
+            raise ValueError(f"model.{ignored[0]} has no effect with model.circuit = {self.circuit!r}; remove it")
+        return self
 
 
 class TrainingSpec(_Strict):
@@ -156,7 +195,7 @@ class ClientSpec(_Strict):
     name: str = Field(min_length=1, pattern=NAME_PATTERN, description="letters, digits, _ . - (it names jobs and files)")
     device: str = Field(description="a profile in backends/ (see `qflhw devices`)")
     calibration: str | None = Field(default=None, description="override the profile's snapshot: <device>/<date>")
-    noise_scale: float = Field(default=1.0, gt=0, description="multiply every error of the calibration")
+    noise_scale: float = Field(default=1.0, ge=0, description="multiply every error of the calibration; 0 = an ideal (noiseless) twin")
     shots: int | None = Field(default=None, ge=0)
     local_epochs: int | None = Field(default=None, ge=1)
     batch_size: int | None = Field(default=None, ge=1)

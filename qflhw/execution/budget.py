@@ -15,7 +15,11 @@ import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from qflhw.calibration.snapshot import Calibration
+from qflhw.circuits.measure import measurement_bases
+from qflhw.circuits.transpile import Transpiled
 from qflhw.config.profiles import DeviceProfile
+from qflhw.devices.base import Batch
 from qflhw.errors import BudgetExceeded, ConfigError
 
 IBM_JOB_OVERHEAD_S = 2.0
@@ -60,6 +64,26 @@ def job_cost(
         seconds = IBM_JOB_OVERHEAD_S + total_shots * (circuit_seconds + IBM_REPETITION_DELAY_S)
         usd += p.per_second * Decimal(str(round(seconds, 6)))
     return Cost(usd=usd.quantize(Decimal("0.000001")), tasks=tasks, shots=total_shots, seconds=seconds)
+
+
+def circuit_seconds(calibration: Calibration, tc: Transpiled) -> float:
+    """Duration of one run of a transpiled circuit: the sum of its gates' calibrated durations."""
+    durations = {(g.gate, g.qubits): g.duration for g in calibration.gates}
+    return float(
+        sum(durations.get((ci.operation.name, tuple(tc.isa.find_bit(q).index for q in ci.qubits)), 0.0) for ci in tc.isa.data)
+    )
+
+
+def batch_cost(profile: DeviceProfile, calibration: Calibration, batch: Batch, shots: int | None) -> Cost:
+    """What ``batch`` costs when sent with ``shots``: items' own shots and circuit durations included."""
+    total = batch.total_shots(shots)
+    seconds = [circuit_seconds(calibration, i.circuit) for i in batch.items]
+    mean = float(sum(seconds) / len(seconds)) if seconds else 0.0
+    if total and shots is not None:
+        mean = sum(
+            i.num_bindings * len(measurement_bases(i.observables)) * (i.shots or shots) * s for i, s in zip(batch.items, seconds)
+        ) / total
+    return job_cost(profile, batch.num_circuits, shots, mean, total_shots=total)
 
 
 @dataclass

@@ -19,8 +19,8 @@ from qflhw.circuits.ansatz import ModelCircuit
 from qflhw.circuits.measure import measurement_bases
 from qflhw.circuits.transpile import Transpiled
 from qflhw.devices.base import Batch, BatchItem, BatchResult, Device, JobKey
-from qflhw.execution.budget import Cost, Ledger, job_cost
-from qflhw.execution.gradients import ShiftPlan, SPSAPlan, parameter_shift_plan, shift_rules, spsa_plan
+from qflhw.execution.budget import Cost, Ledger, circuit_seconds, job_cost
+from qflhw.execution.gradients import ShiftPlan, SPSAPlan, shift_circuit, spsa_plan
 from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.shots import AdaptiveShots, allocate, jacobian_variance
 
@@ -77,7 +77,10 @@ class CircuitEvaluator:
         self.mitigation = mitigation
         self.ledger = ledger or Ledger()
         self.runner = runner
-        self.transpiled = device.transpile(model.circuit)
+        # parameter shift may run a copy with one parameter per weight-dependent angle; SPSA the model itself
+        self.shift = shift_circuit(model.circuit, model.inputs, model.weights) if gradient != "spsa" else None
+        self.parameters = self.shift.parameters if self.shift else model.parameters  # columns of a binding row
+        self.transpiled = device.transpile(self.shift.circuit if self.shift else model.circuit)
         self.prepared = mitigation.prepare(self.transpiled) if mitigation else None
         self.variants = list(self.prepared.variants) if self.prepared else [self.transpiled]
         self.shot_allocation = shot_allocation  # see qflhw.execution.shots
@@ -86,17 +89,10 @@ class CircuitEvaluator:
         self._variant_seconds = [self._circuit_seconds(v) for v in self.variants]
         n_in = len(model.inputs)
         self.weight_columns = list(range(n_in, n_in + len(model.weights)))
-        self.rules = shift_rules(model.circuit, model.weights)
+        self.rules = list(self.shift.rules) if self.shift else []
 
     def _circuit_seconds(self, tc: Transpiled | None = None) -> float:
-        durations = {(g.gate, g.qubits): g.duration for g in self.device.calibration.gates}
-        tc = tc or self.transpiled
-        return float(
-            sum(
-                durations.get((ci.operation.name, tuple(tc.isa.find_bit(q).index for q in ci.qubits)), 0.0)
-                for ci in tc.isa.data
-            )
-        )
+        return circuit_seconds(self.device.calibration, tc or self.transpiled)
 
     def estimate(self, n_points: int, grad: bool = True) -> Cost:
         """Cost of one evaluation of ``n_points`` data points (used by `qflhw estimate`)."""
@@ -153,17 +149,17 @@ class CircuitEvaluator:
         base = np.hstack([x, np.tile(np.asarray(w, dtype=float), (x.shape[0], 1))])
         plan: ShiftPlan | SPSAPlan | None = None
         if not grad:
-            bindings = base
-        elif self.gradient == "spsa":
+            bindings = self.shift.rows(base) if self.shift else base
+        elif self.shift is None:
             plan = spsa_plan(base, self.weight_columns, self.rng, self.spsa_epsilon)
             bindings = plan.bindings
         else:
-            plan = parameter_shift_plan(base, self.weight_columns, self.rules)
+            plan = self.shift.plan(base)
             bindings = plan.bindings
         shots = self.adaptive.shots() if self.adaptive and self.shots else self.shots
         per_item = self._allocate(shots, len(bindings))
         items = tuple(
-            BatchItem(v, self.model.parameters, bindings, self.observables, tag=v.meta.get("tag", ""), shots=n)
+            BatchItem(v, self.parameters, bindings, self.observables, tag=v.meta.get("tag", ""), shots=n)
             for v, n in zip(self.variants, per_item)
         )
         batch = Batch(items, key=key)

@@ -75,7 +75,8 @@ def jacobian_variance(plan: ShiftPlan | SPSAPlan, row_variance: np.ndarray) -> n
         var = (row_variance[n : 2 * n] + row_variance[2 * n : 3 * n]) / (2 * plan.epsilon) ** 2
         return np.repeat(var[:, :, None], len(plan.weight_columns), axis=2)
     squared = tuple(tuple((s, c * c) for s, c in rule) for rule in plan.rules)
-    return dataclasses.replace(plan, rules=squared).combine(row_variance)[1]
+    chain = None if plan.chain is None else plan.chain**2  # angles' derivatives are independent too
+    return dataclasses.replace(plan, rules=squared, chain=chain).combine(row_variance)[1]
 
 
 class AdaptiveShots:

@@ -17,7 +17,8 @@ from qiskit.quantum_info import SparsePauliOp
 
 from qflhw._util import stable_seed
 from qflhw.circuits.ansatz import ModelCircuit, build, observables
-from qflhw.config.spec import ClientSpec, JobSpec
+from qflhw.circuits.custom import load_model
+from qflhw.config.spec import ClientSpec, JobSpec, ModelSpec
 from qflhw.devices.base import Device
 from qflhw.devices.factory import make_device, offline_device
 from qflhw.execution.budget import Ledger
@@ -27,7 +28,16 @@ from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.retries import JournaledRunner
 from qflhw.training.client import Client
 from qflhw.training.data import FederatedData, federate, load_dataset
+from qflhw.training.heads import Loss, make_loss, make_model
 from qflhw.training.model import HybridModel
+
+
+def model_and_observables(spec: ModelSpec) -> tuple[ModelCircuit, list[SparsePauliOp]]:
+    """The model circuit ``[model]`` describes (built-in ansatz or ``circuit`` entry point) and its observables."""
+    if spec.circuit is None:
+        return build(spec.ansatz, spec.qubits, spec.layers, spec.encoding), observables(spec.observables, spec.qubits)
+    model, own = load_model(spec)
+    return model, own if own is not None else observables(spec.observables, model.num_qubits)
 
 
 def run_key(spec: JobSpec) -> str:
@@ -39,9 +49,12 @@ def run_key(spec: JobSpec) -> str:
     return f"{spec.name}-seed{spec.seed}"
 
 
-def federated_data(spec: JobSpec) -> tuple[FederatedData, int]:
+def federated_data(spec: JobSpec, num_features: int | None = None) -> tuple[FederatedData, int]:
     """The spec's dataset split into the global test set and one partition per client, and the
-    number of classes; seeded, so a Flower site rebuilds its own partition exactly."""
+    number of classes; seeded, so a Flower site rebuilds its own partition exactly.
+
+    Features are reduced to ``num_features`` angles (default ``model.qubits``; a model of your
+    own gets one per input parameter)."""
     X, y = load_dataset(spec.data.dataset, classes=spec.data.classes)
     d = spec.data
     data = federate(
@@ -53,7 +66,7 @@ def federated_data(spec: JobSpec) -> tuple[FederatedData, int]:
         labels_per_client=d.labels_per_client,
         test_fraction=d.test_fraction,
         global_test_fraction=d.global_test_fraction,
-        num_features=spec.model.qubits,
+        num_features=num_features or spec.model.qubits,
         seed=spec.seed,
     )
     return data, int(np.max(y)) + 1
@@ -104,9 +117,11 @@ class Assembly:
     def __init__(self, spec: JobSpec):
         self.spec = spec
         self.run_key = run_key(spec)
-        self.model: ModelCircuit = build(spec.model.ansatz, spec.model.qubits, spec.model.layers, spec.model.encoding)
-        self.observables: list[SparsePauliOp] = observables(spec.model.observables, spec.model.qubits)
-        self.data, self.n_classes = federated_data(spec)
+        self.model, self.observables = model_and_observables(spec.model)
+        self.loss: Loss = make_loss(spec.model)
+        self.data, self.n_classes = federated_data(spec, len(self.model.inputs))
+        if spec.model.head:
+            self.global_model()  # a head that cannot serve the data's classes fails here, before any job
 
     def index(self, name: str) -> int:
         """Spec position of the client ``name``."""
@@ -136,7 +151,7 @@ class Assembly:
 
     def global_model(self) -> HybridModel:
         """The model every client starts from (seeded by the spec)."""
-        return HybridModel(len(self.model.weights), len(self.observables), self.n_classes, self.spec.seed)
+        return make_model(self.spec.model, len(self.model.weights), len(self.observables), self.n_classes, self.spec.seed)
 
 
 def describe_client(c: Client) -> dict:

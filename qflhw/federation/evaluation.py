@@ -7,7 +7,7 @@ client's noise. Clients report their own noisy training loss each round.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -31,14 +31,19 @@ def ideal_expectations(
 
 
 def evaluate(
-    net: HybridModel, model: ModelCircuit, observables: Sequence[SparsePauliOp], x: np.ndarray, y: np.ndarray
+    net: HybridModel,
+    model: ModelCircuit,
+    observables: Sequence[SparsePauliOp],
+    x: np.ndarray,
+    y: np.ndarray,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.nn.functional.cross_entropy,
 ) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of the hybrid model with ideal circuit evaluation."""
+    """(accuracy, mean loss; cross-entropy unless the spec names another) with ideal circuit evaluation."""
     n_w = len(model.weights)
     flat = net.get_flat()
     q = torch.as_tensor(ideal_expectations(model, observables, x, flat[:n_w]))
     with torch.no_grad():
         logits = net.logits_from_expectations(q)
-        loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(np.asarray(y, dtype=int)))
+        loss = loss_fn(logits, torch.as_tensor(np.asarray(y, dtype=int)))
         acc = (logits.argmax(dim=1).numpy() == np.asarray(y)).mean()
     return float(acc), float(loss)

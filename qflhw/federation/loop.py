@@ -100,7 +100,8 @@ class Federation:
         if len(updates) >= self.spec.aggregation.min_clients:
             self.params = self.aggregator.aggregate(updates, self.params)
         self.global_model.set_flat(self.params)
-        acc, loss = evaluate(self.global_model, self.model_circuit, self.observables, self.data.global_test.X, self.data.global_test.y)
+        test = self.data.global_test
+        acc, loss = evaluate(self.global_model, self.model_circuit, self.observables, test.X, test.y, self.assembly.loss)
         for res in results:
             self.rows.append(_row(res, acc, loss, enough=len(updates) >= self.spec.aggregation.min_clients))
         return acc, loss

@@ -24,7 +24,7 @@ from qflhw.execution.mitigation import make_mitigation
 from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.shots import AdaptiveShots
 from qflhw.training.fedprox import proximal_term
-from qflhw.training.model import HybridModel
+from qflhw.training.heads import make_loss, make_model
 
 
 @dataclass
@@ -90,7 +90,8 @@ class Client:
             shot_allocation=job.training.shot_allocation,
             adaptive=adaptive,
         )
-        self.model = HybridModel(len(model.weights), len(observables), n_classes, seed=job.seed)
+        self.model = make_model(job.model, len(model.weights), len(observables), n_classes, seed=job.seed)
+        self.loss = make_loss(job.model)
         lr = job.client_setting(spec, "learning_rate")
         opt = torch.optim.Adam if job.training.optimizer == "adam" else torch.optim.SGD
         self.optimizer = opt(self.model.parameters(), lr=lr)
@@ -139,7 +140,7 @@ class Client:
 
                     self.optimizer.zero_grad()
                     logits = self.model(torch.as_tensor(self.x[idx]), evaluate)
-                    loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(self.y[idx]))
+                    loss = self.loss(logits, torch.as_tensor(self.y[idx]))
                     if self.job.training.proximal_mu > 0:
                         flat = torch.cat([p.reshape(-1) for p in self.model.parameters()])
                         loss = loss + proximal_term(flat, anchor, self.job.training.proximal_mu)

@@ -26,12 +26,14 @@ if TYPE_CHECKING:
 Seed = int | np.random.Generator
 
 
-def load_dataset(name_or_path: str | Path, *, classes: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_dataset(name_or_path: str | Path, *, classes: Sequence[int | str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Features (float64, one row per sample) and integer labels of a shipped dataset or a file.
 
     Names are scikit-learn's bundled datasets; a path is a CSV (last column the label, header
     optional) or an NPZ with arrays ``X`` and ``y``. ``classes`` keeps only those labels and
     renumbers them 0..k-1 in the order given, e.g. ``classes=[3, 8]`` makes 3 -> 0 and 8 -> 1.
+    Labels may be class names (``"setosa"``): they are numbered in sorted order, or in the order
+    ``classes`` lists them.
     """
     if str(name_or_path) in BUILTIN_DATASETS:
         X, y = _load_builtin(str(name_or_path))
@@ -49,8 +51,33 @@ def load_dataset(name_or_path: str | Path, *, classes: Sequence[int] | None = No
             X, y = _load_npz(path)
         else:
             raise ConfigError(f"{path}: unsupported dataset format {path.suffix!r}; use .csv or .npz")
+    if np.asarray(y).dtype.kind in "USO":  # class names
+        keep, y = _name_labels(np.asarray(y), classes, where)
+        if len(keep) == len(np.asarray(X)):
+            X = np.asarray(X)[keep]
+        classes = None
+    elif classes is not None and any(isinstance(c, str) for c in classes):
+        raise ConfigError(f"{where}: data.classes {list(classes)} are names but the labels are numbers; list label numbers")
     X, y = _check_arrays(X, y, where)
-    return (X, y) if classes is None else _keep_classes(X, y, list(classes), where)
+    return (X, y) if classes is None else _keep_classes(X, y, [int(c) for c in classes], where)
+
+
+def _name_labels(y: np.ndarray, classes: Sequence[int | str] | None, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to keep (all, or those of ``classes``) and labels 0..k-1 for class names."""
+    names = np.array([str(v).strip() for v in y.tolist()])
+    present = sorted(set(names.tolist()))
+    if classes is None:
+        order = present
+    else:
+        order = [str(c) for c in classes]
+        if len(set(order)) != len(order) or not order:
+            raise ConfigError(f"{where}: classes {order} must be a non-empty list without repeats")
+        missing = [c for c in order if c not in present]
+        if missing:
+            raise ConfigError(f"{where}: classes {missing} not in the labels {present}; pick from those")
+    index = {c: k for k, c in enumerate(order)}
+    keep = np.array([c in index for c in names.tolist()], dtype=bool)
+    return keep, np.array([index[c] for c in names[keep].tolist()], dtype=np.int64)
 
 
 def _load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -63,15 +90,18 @@ def _load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
 def _load_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with path.open(newline="") as fh:
         rows = [row for row in csv.reader(fh) if row]
-    if rows and not _is_numeric(rows[0]):
-        rows = rows[1:]  # a header line
+    if rows and not _is_numeric(rows[0][:-1] if len(rows[0]) > 1 else rows[0]):
+        rows = rows[1:]  # a header line (the label column alone may hold class names)
     if not rows or len({len(r) for r in rows}) != 1 or len(rows[0]) < 2:
         raise ConfigError(f"{path}: expected rows of equal length with >= 2 columns (features, then label)")
     try:
-        table = np.array(rows, dtype=np.float64)
+        features = np.array([r[:-1] for r in rows], dtype=np.float64)
     except ValueError as err:
-        raise ConfigError(f"{path}: every value after the header must be a number ({err})") from err
-    return table[:, :-1], table[:, -1]
+        raise ConfigError(f"{path}: every feature after the header must be a number ({err})") from err
+    labels = [r[-1].strip() for r in rows]
+    if _is_numeric(labels):
+        return features, np.array(labels, dtype=np.float64)
+    return features, np.array(labels)  # class names
 
 
 def _is_numeric(row: list[str]) -> bool:

@@ -33,19 +33,26 @@ class QuantumFunction(torch.autograd.Function):
 
 
 class HybridModel(nn.Module):
-    """Circuit weights + linear head; the parameter vector is [weights, head.weight, head.bias]."""
+    """Circuit weights + a classical head; the parameter vector is [weights, head parameters...].
 
-    def __init__(self, n_weights: int, n_observables: int, n_classes: int, seed: int):
+    The default head is linear (parameters [head.weight, head.bias]); ``head`` is a module built
+    by the spec's own factory (see :mod:`qflhw.training.heads`).
+    """
+
+    def __init__(self, n_weights: int, n_observables: int, n_classes: int, seed: int, head: nn.Module | None = None):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.weights = nn.Parameter(
             (torch.rand(n_weights, generator=gen, dtype=torch.float64) * 2 - 1) * np.pi / 4
         )
-        self.head = nn.Linear(n_observables, n_classes, dtype=torch.float64)
+        if head is not None:
+            self.head: nn.Module = head
+            return
+        self.head = linear = nn.Linear(n_observables, n_classes, dtype=torch.float64)
         with torch.no_grad():
             bound = 1 / np.sqrt(n_observables)
-            self.head.weight.copy_((torch.rand(self.head.weight.shape, generator=gen, dtype=torch.float64) * 2 - 1) * bound)
-            self.head.bias.zero_()
+            linear.weight.copy_((torch.rand(linear.weight.shape, generator=gen, dtype=torch.float64) * 2 - 1) * bound)
+            linear.bias.zero_()
 
     def forward(self, x: torch.Tensor, evaluate: Evaluate) -> torch.Tensor:
         return self.head(QuantumFunction.apply(self.weights, x, evaluate))

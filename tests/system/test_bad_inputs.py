@@ -31,6 +31,8 @@ def _incomplete_calibration(tmp_path):
     return p
 
 
+OWN = "tests.unit.federation.custom_models"  # models of one's own, good and bad
+
 CASES = {
     "not toml": (lambda s, t: "rounds = = 1", ["not valid TOML"]),
     "misspelled section": (lambda s, t: s.replace("[training]", "[trainig]"), ["trainig", "Extra inputs"]),
@@ -46,6 +48,38 @@ CASES = {
     "missing data file": (lambda s, t: s.replace('"digits"', f'"{t}/nowhere.csv"'), ["nowhere.csv"]),
     "negative shots": (lambda s, t: s.replace("shots = 200", "shots = -1"), ["training.shots", "greater than or equal to 0"]),
     "negative budget": (lambda s, t: s + "\n[budget]\nmax_usd = -5\n", ["budget.max_usd"]),
+    "own circuit: missing module": (
+        lambda s, t: s.replace("layers = 1", 'circuit = "nowhere_pkg.models:circuit"'),
+        ["model.circuit = 'nowhere_pkg.models:circuit'", "no module named 'nowhere_pkg'"],
+    ),
+    "own circuit: missing function": (
+        lambda s, t: s.replace("layers = 1", f'circuit = "{OWN}:nothing_here"'),
+        ["model.circuit", "has no 'nothing_here'"],
+    ),
+    "own circuit: wrong return type": (
+        lambda s, t: s.replace("layers = 1", f'circuit = "{OWN}:returns_a_number"'),
+        ["model.circuit", "returned int", "QuantumCircuit"],
+    ),
+    "own circuit: unnamed parameters": (
+        lambda s, t: s.replace("layers = 1", f'circuit = "{OWN}:unnamed_parameters"'),
+        ["model.circuit", "'theta'", "ParameterVector('w', m)"],
+    ),
+    "own circuit: PennyLane without weight shapes": (
+        lambda s, t: s.replace("layers = 1", f'circuit = "{OWN}:pennylane_without_shapes"'),
+        ["model.circuit", "without its weight shapes", "TorchLayer"],
+    ),
+    "own circuit: no parameter-shift rule": (
+        lambda s, t: s.replace("layers = 1", f'circuit = "{OWN}:no_shift_rule"'),
+        ["drives gate 'u'", "training.gradient = 'spsa'"],
+    ),
+    "own circuit: not an entry point": (
+        lambda s, t: s.replace("layers = 1", 'circuit = "models.py"'),
+        ["model.circuit", "'package.module:function'"],
+    ),
+    "own head: wrong width": (
+        lambda s, t: s.replace("layers = 1", f'layers = 1\nhead = "{OWN}:head_with_wrong_width"'),
+        ["model.head", "it must give (1, 2)"],
+    ),
     "circuit wider than device": (
         lambda s, t: s.replace("qubits = 2", "qubits = 24").replace("fake_kyiv", "fake_iqm_garnet"),
         ["needs 24 qubits", "iqm_garnet has 20"],

@@ -13,9 +13,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "qflhw"
 #: Subpackages in data-flow order; each may import the ones before it (and itself), never after.
 LAYERS = [
     "errors", "_util", "config", "calibration", "circuits", "devices", "execution", "training",
-    "federation", "studies", "plugins", "flower", "dashboard", "cli",
+    "federation", "studies", "plugins", "flower", "dashboard", "cli", "primitives",
 ]  # fmt: skip
-TOP = len(LAYERS)  # the package's __init__ (the public API) sits on top, with the CLI
+TOP = len(LAYERS)  # the package's __init__ (the public API) sits on top, with the CLI and qflhw.primitives
 
 
 def _modules() -> dict[str, Path]:

@@ -97,6 +97,19 @@ def test_scaled_snapshot_scales_errors_and_coherence(torino):
     assert s.provenance.kind == "scaled" and s.id != torino.id
 
 
+def test_noise_scale_zero_is_an_ideal_twin(torino):
+    """No gate or readout error, no relaxation; the same qubits, couplings and durations."""
+    from qflhw.errors import ConfigError
+
+    s = torino.scaled(0)
+    assert all(g.error == 0 for g in s.gates) and all(q.readout_error == 0 for q in s.qubits)
+    assert all(q.t1 is None and q.t2 is None for q in s.qubits)
+    assert s.coupling_map == torino.coupling_map and [g.duration for g in s.gates] == [g.duration for g in torino.gates]
+    assert s.provenance.notes.startswith("ideal")
+    with pytest.raises(ConfigError, match=">= 0"):
+        torino.scaled(-1)
+
+
 def test_esp_by_hand_on_a_tiny_circuit(torino):
     qc = QuantumCircuit(2)
     qc.h(0)

@@ -50,6 +50,21 @@ def test_csv_with_or_without_header(tmp_path, header):
     assert y.tolist() == [1, 0, 1] and y.dtype.kind == "i"
 
 
+def test_class_names_are_numbered_in_sorted_or_given_order(tmp_path):
+    path = tmp_path / "flowers.csv"
+    path.write_text("length,width,species\n1.0,2.0,setosa\n3.0,4.0,virginica\n5.0,6.0,setosa\n7.0,8.0,versicolor\n")
+    X, y = load_dataset(path)
+    assert y.tolist() == [0, 2, 0, 1] and X.shape == (4, 2)  # setosa, versicolor, virginica
+    X, y = load_dataset(path, classes=["virginica", "setosa"])
+    np.testing.assert_array_equal(X, [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    assert y.tolist() == [1, 0, 1]
+    with pytest.raises(ConfigError, match=r"classes \['daisy'\] not in the labels"):
+        load_dataset(path, classes=["daisy"])
+    npz = tmp_path / "named.npz"
+    np.savez(npz, X=np.zeros((3, 2)), y=np.array(["b", "a", "b"]))
+    assert load_dataset(npz)[1].tolist() == [1, 0, 1]
+
+
 def test_npz(tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, X=np.arange(6).reshape(3, 2), y=np.array([2, 1, 2]))

@@ -1,0 +1,1 @@
+"""Flower's quickstart-pennylane task on qflhw devices: each client on its own (fake) QPU."""
