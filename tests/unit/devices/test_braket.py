@@ -66,9 +66,10 @@ def test_local_emulator_matches_the_fake_device(model):
     assert np.all(np.abs(res.items[0].values - exact) <= 4 * res.items[0].stderr + 0.05)
 
 @pytest.mark.parametrize("profile, twin, gates", [
-    ("ionq_forte-1", "ionq_forte-1", {"gpi", "gpi2", "ms"}),
-    ("rigetti_cepheus-1-108q", "rigetti_ankaa-3", {"rx", "rz", "iswap"}),
+    ("ionq_forte-1", "ionq_forte-1", {"gpi", "gpi2", "zz"}),  # Forte: ZZ, never MS
+    ("rigetti_cepheus-1-108q", "rigetti_cepheus-1-108q", {"rx", "rz", "iswap"}),
     ("iqm_garnet", "iqm_garnet", {"prx", "cz"}),
+    ("iqm_emerald", "iqm_emerald", {"prx", "cz"}),
 ])
 def test_native_verbatim_programs_are_exact_on_a_noiseless_simulator(model, profile, twin, gates):
     """Verbatim boxes of native gates only, on physical qubit labels; a noiseless simulator then
@@ -166,7 +167,12 @@ class Cloud:
         return task
 
     def _run(self, ps, shots=None, **kwargs):  # noqa: ANN001, ANN003
-        assert isinstance(ps, ProgramSet) and shots == ps.total_shots
+        self.kwargs = kwargs
+        if not isinstance(ps, ProgramSet):  # one circuit: a task of its own
+            e = self._entry(ps)
+            return self._task(Mock(measurements=e.measurements, measured_qubits=e.measured_qubits,
+                                   spec=["measurements", "measured_qubits"]))
+        assert shots == ps.total_shots
         entries = [Mock(spec=CompositeEntry, entries=[self._entry(c)]) for c in ps.entries]
         self.kwargs = kwargs
         return self._task(Mock(spec=ProgramSetQuantumTaskResult, entries=entries))
@@ -195,7 +201,8 @@ def test_cloud_one_program_set_task_per_batch(tmp_path, model):
     res = job.result(timeout=5)
     # logical qubit 0 always reads 1: Z0 = -1, Z1 = +1, XX parity odd = -1
     np.testing.assert_allclose(res.items[0].values, np.tile([-1.0, 1.0, -1.0], (3, 1)))
-    assert res.metadata == {"provider": "braket", "tasks": 1, "local": False}
+    assert res.metadata == {"provider": "braket", "tasks": 1, "local": False, "emulated": False,
+                            "usage": {"tasks": 1, "shots": 0, "executables": 6}}  # the mock reports no shots
 
 def test_cloud_fetch_by_task_arn_from_another_process(tmp_path, model):
     c = Cloud(tmp_path)
@@ -222,7 +229,7 @@ def test_device_without_program_sets_runs_a_batch_of_tasks(tmp_path, model):
     batch = _batch(c.device, model, np.zeros((2, len(model.parameters))), z_observables(2), key="run/r0/a/s0")
     c.first_physical = batch.items[0].circuit.final_physical[0]
     job = c.device.submit(batch, shots=7)
-    assert c.aws.run_batch.call_count == 1 and len(c.tasks) == 2 and job.job_id.count("|") == 1
+    assert c.aws.run.call_count == 2 and len(c.tasks) == 2 and job.job_id.count("|") == 1  # one task each
     np.testing.assert_allclose(job.result().items[0].values, [[-1.0, 1.0]] * 2)
 
 def test_too_many_shots_for_one_program_set_is_refused_before_sending(tmp_path, model):
