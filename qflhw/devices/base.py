@@ -117,6 +117,13 @@ class Batch:
         """Executables a provider bills for: one per binding per measurement basis."""
         return sum(i.num_bindings * len(measurement_bases(i.observables)) for i in self.items)
 
+    def shot_groups(self, shots: int | None) -> list[tuple[int, int]]:
+        """(executables, shots each) per item when sent with ``shots`` (items' own shots first)."""
+        if shots is None:
+            return []
+        return [(i.num_bindings * len(measurement_bases(i.observables)), i.shots if i.shots is not None else shots)
+                for i in self.items]
+
     def total_shots(self, shots: int | None) -> int:
         """Shots the batch runs when sent with ``shots`` (items' own shots take precedence)."""
         if shots is None:  # exact expectations: nothing is sampled

@@ -19,7 +19,7 @@ from qflhw.circuits.ansatz import ModelCircuit
 from qflhw.circuits.measure import measurement_bases
 from qflhw.circuits.transpile import Transpiled
 from qflhw.devices.base import Batch, BatchItem, BatchResult, Device, JobKey
-from qflhw.execution.budget import Cost, Ledger, job_cost
+from qflhw.execution.budget import Cost, Ledger, actual_cost, job_cost
 from qflhw.execution.gradients import ShiftPlan, SPSAPlan, parameter_shift_plan, shift_rules, spsa_plan
 from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.shots import AdaptiveShots, allocate, jacobian_variance
@@ -115,7 +115,7 @@ class CircuitEvaluator:
                 i.num_bindings * nb * (i.shots or shots) * s for i, s in zip(batch.items, self._variant_seconds)
             )
             seconds = weighted / total
-        return job_cost(self.device.profile, batch.num_circuits, shots, seconds, total_shots=total)
+        return job_cost(self.device.profile, batch.num_circuits, shots, seconds, groups=batch.shot_groups(shots))
 
     def _allocate(self, shots: int | None, n_rows: int) -> list[int | None]:
         """Shots per circuit of each variant this step (None: the batch's shots)."""
@@ -169,6 +169,7 @@ class CircuitEvaluator:
         batch = Batch(items, key=key)
         cost = self._cost(batch, shots)
         result = self.runner(self.device, batch, shots, lambda: self.ledger.charge(self.client, round_, cost))
+        self.ledger.record_actual(self.client, actual_cost(self.device.profile, result.metadata))
         fallbacks = 0
         if self.prepared:
             combined = self.prepared.combine(result.items, self.observables)
