@@ -86,6 +86,9 @@ _CREDENTIAL_CODES = frozenset(
 )
 SEPARATOR = "|"  # between task ARNs of a job that needed several tasks
 _SYMMETRIC_2Q = frozenset({"cz", "iswap", "rzz", "swap"})  # qiskit names whose operands may be swapped
+#: Braket's local simulators (numba-compiled) abort the process when several threads run them at
+#: once (clients train in threads): local tasks run one at a time, process-wide.
+_LOCAL_RUN_LOCK = threading.Lock()
 
 
 def normalize_status(raw: Any) -> JobStatus:
@@ -187,8 +190,10 @@ def local_emulator(profile: DeviceProfile) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"profile {profile.name}: properties file {path} cannot be read ({err})") from err
-    try:
-        return LocalEmulator.from_json(text)
+    from qflhw.calibration.braket_import import load_braket_properties
+
+    try:  # from the parsed capabilities, so the emulator also exposes them as .properties (limits, directions)
+        return LocalEmulator.from_device_properties(load_braket_properties(text))
     except Exception as err:  # noqa: BLE001 - the SDK raises pydantic and value errors here
         raise ConfigError(f"profile {profile.name}: {path} is not device properties Braket can emulate ({err})") from err
 
@@ -467,13 +472,18 @@ class BraketDevice(Device):
                     if part in done:  # created by an earlier attempt: never sent twice
                         continue
                     kwargs = {"tags": task_tags(ref, batch.nonce, part, len(chunks))} if self.remote and ref else {}
+                    spec_: Any = circs[0]
+                    task_shots = s
                     if self.program_sets:
                         from braket.program_sets import ProgramSet
 
-                        ps = ProgramSet(circs, shots_per_executable=s)
-                        done[part] = self.device.run(ps, shots=ps.total_shots, **kwargs)
+                        spec_ = ProgramSet(circs, shots_per_executable=s)
+                        task_shots = spec_.total_shots
+                    if self.remote:
+                        done[part] = self.device.run(spec_, shots=task_shots, **kwargs)
                     else:
-                        done[part] = self.device.run(circs[0], shots=s, **kwargs)
+                        with _LOCAL_RUN_LOCK:
+                            done[part] = self.device.run(spec_, shots=task_shots, **kwargs)
                     self.tasks_sent += 1
             except Exception as err:  # noqa: BLE001
                 raise classify(err, where + (f" (part {len(done) + 1} of {len(chunks)}; the {len(done)} created are kept "
