@@ -1,4 +1,4 @@
-"""IonQ natives: rewrite a circuit in the qiskit basis rz/sx/x/rxx|rzz into gpi/gpi2/ms|zz.
+"""IonQ natives: rewrite a circuit in the qiskit basis rz/sx/x/rxx (or rzz) into gpi/gpi2/ms (or zz).
 
 IonQ twins are transpiled in that exactly equivalent qiskit basis (see
 :mod:`qflhw.calibration.braket_import`); a real IonQ submission needs the native gates, which
