@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -152,6 +153,13 @@ class Calibration(_Strict):
         return self
 
     # ------------------------------------------------------------------ identity and derived data
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Calibration:
+        """A copy with ``update`` applied; its :attr:`id` is computed afresh (pydantic copies the
+        instance dict, where a cached id of the original would otherwise survive)."""
+        out = super().model_copy(update=update, deep=deep)
+        out.__dict__.pop("id", None)
+        return out
+
     @functools.cached_property
     def id(self) -> str:
         """``<device>/<date>`` plus a content hash, so edited or scaled snapshots never collide.
