@@ -80,7 +80,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
         return 0
-    print(f"{'profile':<24} {'provider':<8} {'qubits':>6}  {'price':<34} calibration")
+    print(f"{'profile':<34} {'provider':<8} {'qubits':>6}  {'price':<34} {'calibration':<26} status")
     for p in rows:
         price = []
         if p.price.per_task:
@@ -89,7 +89,10 @@ def _cmd_devices(args: argparse.Namespace) -> int:
             price.append(f"${p.price.per_shot}/shot")
         if p.price.per_second:
             price.append(f"${p.price.per_second}/s")
-        print(f"{p.name:<24} {p.provider:<8} {p.qubits:>6}  {(' + '.join(price) or 'free'):<34} {p.calibration or '-'}")
+        status = (f"retired {p.retired}, use {p.replacement}" if p.retired and not p.emulate
+                  else "emulated (offline rehearsal)" if p.emulate else "")
+        print(f"{p.name:<34} {p.provider:<8} {p.qubits:>6}  {(' + '.join(price) or 'free'):<34} "
+              f"{p.calibration or '-':<26} {status}".rstrip())
     return 0
 
 

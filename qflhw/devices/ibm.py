@@ -418,7 +418,9 @@ class IBMDevice(Device):
         opts: dict[str, Any] = {"default_shots": shots, "environment": {"job_tags": self._tags(batch.key)}}
         rt = self.options
         if rt is not None:
-            twirl = {k: v for k, v in (("enable_gates", rt.twirling_gates), ("enable_measure", rt.twirling_measure)) if v is not None}
+            twirl = {k: v for k, v in (("enable_gates", rt.twirling_gates), ("enable_measure", rt.twirling_measure),
+                                       ("num_randomizations", rt.twirling_randomizations),
+                                       ("shots_per_randomization", rt.twirling_shots_per_randomization)) if v is not None}
             if twirl:
                 opts["twirling"] = twirl
             if rt.dynamical_decoupling:
