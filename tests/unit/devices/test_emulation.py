@@ -103,3 +103,33 @@ def test_retired_devices_are_refused_live_but_kept_as_twins():
             make_device(name)
         assert "\n" not in str(info.value)
     assert make_device("fake_torino").calibration.device == "ibm_torino"  # the twin still works
+
+
+def test_aria_properties_use_ms_and_forte_properties_zz(tmp_path):
+    """The same converter and device on IonQ Aria-shaped properties (GPI, GPI2, MS) emit MS, on
+    Forte's (GPI, GPI2, ZZ) emit ZZ; each emulator accepts its own and refuses the other's."""
+    import json
+
+    import numpy as np
+    from braket.emulation.local_emulator import LocalEmulator
+
+    from qflhw.calibration.braket_import import from_braket_properties
+    from qflhw.circuits.ansatz import build, z_observables
+    from qflhw.devices.base import Batch, BatchItem, JobKey
+    from qflhw.devices.braket import BraketDevice
+
+    forte = json.loads(properties_path("ionq_forte-1").read_text())
+    aria = json.loads(json.dumps(forte).replace('"zz"', '"ms"'))
+    aria["paradigm"]["qubitCount"] = 25
+    model = build("rot-crx", 2, 1)
+    for props, gate in ((aria, "ms"), (forte, "zz")):
+        caps = load_braket_properties(json.dumps(props))
+        cal = from_braket_properties(caps, device="ionq_x", source="test", date="2026-12-01")
+        assert ("rxx" if gate == "ms" else "rzz") in cal.native_gates
+        dev = BraketDevice(load_profile("ionq_forte-1"), cal, device=LocalEmulator.from_device_properties(caps))
+        batch = Batch((BatchItem(dev.transpile(model.circuit), model.parameters, np.zeros((2, len(model.parameters))),
+                                 tuple(z_observables(2))),), key=JobKey("r", 0, "a", 0))
+        body = dev.executables(batch)[0][0].to_ir().source
+        assert f"{gate}(" in body and ("zz(" if gate == "ms" else "ms(") not in body
+        res = dev.run(batch, shots=50)
+        assert res.items[0].values.shape == (2, 2)

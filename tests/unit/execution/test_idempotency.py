@@ -236,3 +236,17 @@ def test_braket_partial_failure_re_sends_only_the_missing_tasks(tmp_path, model)
     assert res.items[0].values.shape == (6, 2) and res.metadata["tasks"] == 3
     assert len(p.created) == 3 and set(p.per_key().values()) == {1}
     assert sorted(part for _, part in p.per_key()) == ["0/3", "1/3", "2/3"]
+
+
+def test_a_job_still_waiting_after_the_last_wait_is_cancelled_and_recorded(tmp_path, model):
+    from qflhw.errors import JobFailed
+
+    p = IBMProvider(None, tmp_path)
+    p.statuses = ("QUEUED",) * 100_000  # a stuck job
+    journal = Journal(tmp_path)
+    runner = JournaledRunner(journal, retries=1, backoff_initial=0.0, backoff_max=0.0, job_timeout=0.02, sleep=lambda s: None)
+    with pytest.raises(JobFailed, match="cancelled after waiting 2 x 0.02 s"):
+        runner(p.device, _batch(p.device, model), 10, lambda: None)
+    assert len(p.jobs) == 1 and p.jobs[0].cancel.call_count == 1
+    assert [e[0] for e in journal.events()].count("cancelled") == 1
+    assert journal.submission(str(KEY)).status == "failed"
