@@ -205,6 +205,11 @@ class Device(abc.ABC):
         """
         return None
 
+    def jobs_needed(self, batch: Batch, shots: int | None) -> int | None:
+        """How many provider jobs (tasks) ``batch`` becomes, when the device knows better than its
+        profile's limits (mixed shots, device limits); None: one job, or as the profile says."""
+        return None
+
     def run(self, batch: Batch, shots: int | None, timeout: float | None = None) -> BatchResult:
         return self.submit(batch, shots).result(timeout)
 

@@ -436,6 +436,13 @@ class BraketDevice(Device):
         return out
 
     # ------------------------------------------------------------------ submission
+    def _chunk_size(self, shots: int) -> int:
+        """Executables per task at ``shots`` each: the program-set limits (executables, total shots)."""
+        size = self.max_executables if self.program_sets else 1
+        if self.program_sets and self.max_total_shots:
+            size = max(1, min(size, self.max_total_shots // shots))
+        return size
+
     def _chunks(self, execs: list[tuple[Any, int | None]], shots: int) -> list[tuple[list[Any], int]]:
         """Executables grouped into tasks: one per shot count, split at the device's limits."""
         groups: dict[int, list[Any]] = {}
@@ -443,26 +450,32 @@ class BraketDevice(Device):
             groups.setdefault(own if own is not None else shots, []).append(circ)
         chunks: list[tuple[list[Any], int]] = []
         for s, circs in groups.items():
-            size = self.max_executables if self.program_sets else 1
-            if self.program_sets and self.max_total_shots:
-                size = max(1, min(size, self.max_total_shots // s))
+            size = self._chunk_size(s)
             chunks.extend((circs[i : i + size], s) for i in range(0, len(circs), size))
         return chunks
+
+    def jobs_needed(self, batch: Batch, shots: int | None) -> int | None:
+        """Tasks the step will be (the ledger charges their fees): per shot value, split at the limits."""
+        if not shots:
+            return None
+        groups: dict[int, int] = {}
+        for n, s in batch.shot_groups(shots):
+            groups[s] = groups.get(s, 0) + n
+        return sum(-(-n // self._chunk_size(s)) for s, n in groups.items())
 
     def submit(self, batch: Batch, shots: int | None) -> BraketJob:
         if not shots or shots < 1:
             raise ConfigError(f"device {self.name}: Braket devices sample; set training.shots >= 1 (0 means exact, fake only)")
         layout = JobLayout.of(batch, shots, device=self.name, calibration_id=self.calibration.id, labels=self.labels)
         where = f"device {self.name}: submitting {batch.key or 'a batch'}"
+        too_many = [s for _, s in batch.shot_groups(shots) if self.program_sets and self.max_total_shots and s > self.max_total_shots]
+        if too_many:
+            raise ConfigError(
+                f"{where}: {max(too_many)} shots per circuit exceed the {self.max_total_shots} shots {self.profile.device} "
+                "takes in one program set; lower training.shots"
+            )
         execs = self.executables(batch)
         chunks = self._chunks(execs, shots)
-        charged = max(1, -(-len(execs) // self.profile.limits.max_circuits))
-        if len(chunks) > charged:
-            raise ConfigError(
-                f"{where}: needs {len(chunks)} tasks (shot counts {sorted({s for _, s in chunks})}, device limits) but "
-                f"the budget charged {charged}; use one shot count per step (training.shot_allocation) or raise "
-                "limits.max_circuits only as far as the device allows"
-            )
         ref = str(batch.key) if batch.key else ""
         with self._lock:
             self.layouts.before_submit(layout)

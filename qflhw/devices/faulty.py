@@ -86,6 +86,9 @@ class FaultyDevice(Device):
     def job(self, job_id: str) -> JobHandle:
         return self.inner.job(job_id)
 
+    def jobs_needed(self, batch: Batch, shots: int | None) -> int | None:
+        return self.inner.jobs_needed(batch, shots)
+
     def find(self, key: JobKey, nonce: str = "") -> JobHandle | None:
         return self.inner.find(key, nonce)
 

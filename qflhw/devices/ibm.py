@@ -449,6 +449,15 @@ class IBMDevice(Device):
         tags = ["qflhw", f"qflhw-key-{digest(str(key))}", f"qflhw-run-{nonce or '-'}"]
         return tags + [f"qflhw-part-{part}of{parts}"] if part is not None else tags
 
+    def jobs_needed(self, batch: Batch, shots: int | None) -> int | None:
+        """Runtime jobs the step becomes (each adds the per-job overhead to the estimated QPU time)."""
+        if not shots:
+            return None
+        estimator = self.options is not None and self.options.estimator
+        layout = JobLayout.of(batch, shots, device=self.name, calibration_id=self.calibration.id,
+                              primitive="estimator" if estimator else "sampler")
+        return len(self.plan_parts(layout))
+
     def plan_parts(self, layout: JobLayout) -> list[list[tuple[int, int, int]]]:
         """The Runtime jobs of one step: per job, its (pub index, first row, end row) pieces.
 

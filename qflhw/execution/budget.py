@@ -5,6 +5,9 @@ plus a fee per shot; IBM bills QPU time, estimated with a simple documented mode
 
     seconds = 2.0 per job  +  executions x (circuit duration + 250 us repetition delay)
 
+(a step the device splits into several Runtime jobs -- one per shot value, or past the
+execution limit -- pays the per-job overhead for each; a Braket step pays one task fee per task).
+
 Shots are what the provider will *run*, not what was asked for: with Runtime twirling every
 binding runs whole randomizations (``ceil(shots / spr) x spr``; 10 asked run 64), ZNE runs one
 copy per noise factor and TREX adds its calibration circuits (see
@@ -78,7 +81,7 @@ def job_cost(
     usd = p.per_task * tasks + p.per_shot * total_shots
     if p.per_second:
         seconds = qpu_seconds if qpu_seconds is not None else (
-            IBM_JOB_OVERHEAD_S + total_shots * (circuit_seconds + IBM_REPETITION_DELAY_S)
+            IBM_JOB_OVERHEAD_S * tasks + total_shots * (circuit_seconds + IBM_REPETITION_DELAY_S)
         )
         usd += p.per_second * Decimal(str(round(seconds, 6)))
     return Cost(usd=usd.quantize(Decimal("0.000001")), tasks=tasks, shots=total_shots, seconds=seconds)

@@ -115,7 +115,8 @@ class CircuitEvaluator:
                 i.num_bindings * nb * (i.shots or shots) * s for i, s in zip(batch.items, self._variant_seconds)
             )
             seconds = weighted / total
-        return job_cost(self.device.profile, batch.num_circuits, shots, seconds, groups=batch.shot_groups(shots))
+        return job_cost(self.device.profile, batch.num_circuits, shots, seconds, groups=batch.shot_groups(shots),
+                        tasks=self.device.jobs_needed(batch, shots))
 
     def _allocate(self, shots: int | None, n_rows: int) -> list[int | None]:
         """Shots per circuit of each variant this step (None: the batch's shots)."""

@@ -232,14 +232,19 @@ def test_device_without_program_sets_runs_a_batch_of_tasks(tmp_path, model):
     assert c.aws.run.call_count == 2 and len(c.tasks) == 2 and job.job_id.count("|") == 1  # one task each
     np.testing.assert_allclose(job.result().items[0].values, [[-1.0, 1.0]] * 2)
 
-def test_too_many_shots_for_one_program_set_is_refused_before_sending(tmp_path, model):
+def test_the_devices_total_shot_limit_splits_a_step_and_the_ledger_counts_the_tasks(tmp_path, model):
+    """maximumTotalShots = 10 (read from the device): 3 executables x 7 shots are 3 one-executable
+    tasks, and jobs_needed (what the ledger charges task fees for) says 3 before anything is sent."""
     caps = _caps("iqm_garnet").copy(deep=True)
     caps.action["braket.ir.openqasm.program_set"].maximumTotalShots = 10
     c = Cloud(tmp_path, caps=caps)
     batch = _batch(c.device, model, np.zeros((3, len(model.parameters))), z_observables(2), key="run/r0/a/s9")
-    with pytest.raises(ConfigError, match="tasks"):
-        c.device.submit(batch, shots=7)
-    assert c.aws.run.call_count == 0
+    assert c.device.jobs_needed(batch, 7) == 3
+    job = c.device.submit(batch, shots=7)
+    assert c.aws.run.call_count == 3 and job.job_id.count("|") == 2
+    with pytest.raises(ConfigError, match="exceed the 10 shots"):  # a single circuit over the limit: refused unsent
+        c.device.submit(_batch(c.device, model, np.zeros((1, len(model.parameters))), z_observables(2), key="run/r0/a/s8"), 11)
+    assert c.aws.run.call_count == 3
 
 @pytest.mark.parametrize("where, err, expected", [
     ("run", _client_error("ThrottlingException"), TransientBackendError),
@@ -342,3 +347,23 @@ def test_federation_issues_one_task_per_client_per_step(tmp_path):
     shots = (4 + 2) * 9 * 7 * 2
     assert summary["total_shots"] == shots
     assert summary["total_cost_usd"] == pytest.approx(steps * 0.30 + shots * 0.00145)
+
+def test_mixed_shots_are_one_task_per_shot_value_and_charged_so(tmp_path, model):
+    """Client-side ZNE with variance-weighted shots: items with different shots become one program
+    set per shot value, and the ledger charged exactly those task fees before sending."""
+    from qflhw.execution.budget import Ledger
+    from qflhw.execution.evaluator import CircuitEvaluator
+    from qflhw.execution.mitigation import ZNE
+
+    c = Cloud(tmp_path)
+    ledger = Ledger(max_usd=10_000)
+    ev = CircuitEvaluator(c.device, model, z_observables(2), client="a", shots=7, ledger=ledger,
+                          mitigation=ZNE(c.device.calibration, scale_factors=[1, 3, 5]), shot_allocation="variance-weighted")
+    ev.item_variance = [1.0, 2.0, 4.0]
+    shots = ev._allocate(7, ev.rows_per_point())
+    assert len(set(shots)) > 1  # the step mixes shot counts
+    c.first_physical = ev.transpiled.final_physical[0]
+    ev(np.zeros((1, 2)), np.zeros(len(model.weights)), key=JobKey("run", 0, "a", 0), round_=0)
+    assert c.aws.run.call_count == len(set(shots)) == ledger.spent.tasks
+    per_task = {ps.shots_per_executable for ps in (call.args[0] for call in c.aws.run.call_args_list)}
+    assert per_task == set(shots)
