@@ -190,7 +190,7 @@ class DeviceProfile(_Strict):
         if self.retired is not None and not self.emulate:
             raise ConfigError(
                 f"device profile {self.name}: {self.device} was retired on {self.retired}; use {self.replacement} "
-                "instead (its fake twin and an emulated profile still work for studies)"
+                "instead (its fake twin still works for studies)"
             )
 
 

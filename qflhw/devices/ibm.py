@@ -576,7 +576,7 @@ class IBMDevice(Device):
         for j in jobs or []:
             tags = list(getattr(j, "tags", None) or [])
             part = next((t for t in tags if t.startswith("qflhw-part-")), None)
-            if part is None and len(plan) == 1 and not tags:  # a fake without tags: a single-part step
+            if part is None and len(plan) == 1 and not tags:  # the service matched our tags but did not echo them
                 found.setdefault(0, j)
                 continue
             if part is None:
