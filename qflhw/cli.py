@@ -80,7 +80,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
         return 0
-    print(f"{'profile':<24} {'provider':<8} {'qubits':>6}  {'price':<34} calibration")
+    print(f"{'profile':<34} {'provider':<8} {'qubits':>6}  {'price':<34} {'calibration':<26} status")
     for p in rows:
         price = []
         if p.price.per_task:
@@ -89,7 +89,10 @@ def _cmd_devices(args: argparse.Namespace) -> int:
             price.append(f"${p.price.per_shot}/shot")
         if p.price.per_second:
             price.append(f"${p.price.per_second}/s")
-        print(f"{p.name:<24} {p.provider:<8} {p.qubits:>6}  {(' + '.join(price) or 'free'):<34} {p.calibration or '-'}")
+        status = (f"retired {p.retired}, use {p.replacement}" if p.retired and not p.emulate
+                  else "emulated (offline rehearsal)" if p.emulate else "")
+        print(f"{p.name:<34} {p.provider:<8} {p.qubits:>6}  {(' + '.join(price) or 'free'):<34} "
+              f"{p.calibration or '-':<26} {status}".rstrip())
     return 0
 
 
@@ -111,11 +114,20 @@ def _cmd_calibration(args: argparse.Namespace) -> int:
             print(f"  median T1 {t1[len(t1) // 2] * 1e6:.1f} us, T2 {t2[len(t2) // 2] * 1e6:.1f} us" if t2 else "")
         print(f"  id {c.id}")
         return 0
-    if args.action == "export":
-        from qflhw.calibration.qiskit_import import from_fake_backend_name
+    if args.action in ("export", "import"):
+        if args.action == "export":
+            from qflhw.calibration.qiskit_import import from_fake_backend_name
 
-        path = from_fake_backend_name(args.device).save(Path(args.root) if args.root else None)
-        print(f"wrote {path}")
+            cal = from_fake_backend_name(args.backend, device=args.device)
+        else:
+            from qflhw.calibration.braket_import import import_properties_file
+
+            cal = import_properties_file(Path(args.properties), device=args.device)
+        kept, path, new = cal_mod.save_capture(cal, Path(args.root) if args.root else None)
+        print(f"wrote {path}" if new else f"unchanged: {path} holds the same figures")
+        note = next((n for n in kept.provenance.notes.split("; ") if n.startswith("skipped")), "")
+        if note:
+            print(f"note: {note}")
         return 0
     if args.action in ("diff", "scale", "heterogeneity"):
         return _calibration_tools(args)
@@ -193,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "calibration",
-        help="list, show, export, diff or scale snapshots; per-client heterogeneity",
+        help="list, show, export, import, diff or scale snapshots; per-client heterogeneity",
         description="Calibration snapshots.",
     )
     csub = p.add_subparsers(dest="action", required=True)
@@ -201,7 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = csub.add_parser("show", help="summary of one snapshot")
     s.add_argument("device", help="<device>[/<date>|/latest], e.g. ibm_torino")
     s = csub.add_parser("export", help="write a snapshot from a qiskit-ibm-runtime fake backend")
-    s.add_argument("device", help="fake backend name, e.g. FakeTorino or torino")
+    s.add_argument("backend", help="fake backend name, e.g. FakeKingston, kingston or ibm_kingston")
+    s.add_argument("--device", help="snapshot device name (default: ibm_<backend>)")
+    s.add_argument("--root", help="calibration folder (default: the project's calibration/)")
+    s = csub.add_parser("import", help="write a snapshot from saved Braket device properties (JSON)")
+    s.add_argument("properties", help="AwsDevice.properties JSON of an IonQ, IQM or Rigetti QPU")
+    s.add_argument("--device", help="snapshot device name (default: the file name without -properties)")
     s.add_argument("--root", help="calibration folder (default: the project's calibration/)")
     s = csub.add_parser("diff", help="what changed between two snapshots")
     s.add_argument("a", help="<device>/<date>, <device> (latest) or a .json path, e.g. ibm_torino/2025-02-26")

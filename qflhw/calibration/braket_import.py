@@ -18,9 +18,11 @@ index 0..n-1 over the labels in increasing order, and keep each index's label in
 
 Two translation choices, both recorded in ``provenance.notes``:
 
-* **IonQ** (gpi, gpi2, ms): by default the snapshot uses the exactly equivalent qiskit basis
-  ``rz`` (virtual, error 0), ``sx`` (= GPI2 up to a virtual Z frame), ``x`` (= GPI likewise) and
-  ``rxx`` (= MS with both phases 0; partial angles |theta| <= pi/2 map onto one MS). qiskit's
+* **IonQ** (gpi, gpi2 and ms on Aria, zz on Forte): by default the snapshot uses the exactly
+  equivalent qiskit basis ``rz`` (virtual, error 0), ``sx`` (= GPI2 up to a virtual Z frame),
+  ``x`` (= GPI likewise) and ``rxx`` (= MS with both phases 0; partial angles |theta| <= pi/2 map
+  onto one MS) or ``rzz`` (= Braket ``zz(theta)`` = exp(-i theta/2 Z(x)Z), which commutes with the
+  Z frame). qiskit's
   translator only reaches gpi/gpi2/ms after ``qiskit_ionq.add_equivalences()`` mutates the global
   equivalence library, then leaves every one-qubit gate unmerged (the optimiser knows no Euler
   basis for gpi/gpi2: about 4x the one-qubit gates of a real IonQ compile), and Aer cannot simulate
@@ -64,9 +66,10 @@ GATE_MAP: dict[str, tuple[str, ...]] = {
     "ecr": ("ecr",),
     "gpi": ("x",),  # IonQ, qiskit basis (default)
     "gpi2": ("sx",),
-    "ms": ("rxx",),
+    "ms": ("rxx",),  # IonQ Aria
+    "zz": ("rzz",),  # IonQ Forte: Braket zz(theta) == qiskit rzz(theta), radians
 }
-_IONQ_NATIVE_MAP = {"gpi": ("gpi",), "gpi2": ("gpi2",), "ms": ("ms",), "rz": ("rz",)}
+_IONQ_NATIVE_MAP = {"gpi": ("gpi",), "gpi2": ("gpi2",), "ms": ("ms",), "zz": ("zz",), "rz": ("rz",)}
 
 #: Gates implemented as frame changes: no error, no duration.
 VIRTUAL_GATES = frozenset({"rz"})
@@ -89,7 +92,7 @@ DEFAULT_DURATIONS: dict[str, dict[str, float | None]] = {
     "iqm": {"r": 20e-9, "cz": 40e-9, "measure": None},
     "rigetti": {"sx": 40e-9, "x": 40e-9, "iswap": 72e-9, "cz": 72e-9, "measure": 1.6e-6},
     "ionq": {"sx": 135e-6, "x": 135e-6, "gpi": 135e-6, "gpi2": 135e-6, "rxx": 600e-6, "ms": 600e-6,
-             "measure": 175e-6},
+             "rzz": 600e-6, "zz": 600e-6, "measure": 175e-6},
 }
 
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
@@ -286,8 +289,10 @@ def from_braket_properties(
     """Snapshot a Braket QPU from its device properties (object, JSON text or dict).
 
     ``durations`` (seconds, by qiskit gate name, ``"measure"`` for readout) override the durations
-    taken from the properties or from :data:`DEFAULT_DURATIONS`. ``date`` defaults to the
-    properties' ``service.updatedAt`` (else today); ``retrieved`` to today.
+    taken from the properties or from :data:`DEFAULT_DURATIONS`. The snapshot is dated by the
+    capture time of its figures: ``date`` if given, else the calibration time the properties
+    carry (``standardized.updatedAt``), else now (UTC) -- never ``service.updatedAt``, which dates
+    the service listing, not the figures. ``retrieved`` defaults to today.
     """
     if kind not in ("live", "published"):
         raise CalibrationError(f"kind must be 'live' or 'published' for Braket properties, not {kind!r}")
@@ -397,7 +402,7 @@ def from_braket_properties(
                 gates.append(GateCalibration(gate=q, qubits=(index[x], index[y]), error=err, duration=duration(q)))
 
     natives = sorted({q for _, q in one_q} | {q for _, q in two_q})
-    when = _calibration_date(props, date)
+    when, captured = _capture_time(props, date)
     note_parts = [
         f"Braket {props.braketSchemaHeader.name} v{props.braketSchemaHeader.version}"
         + (f", standardized v{r.std_version}" if r.std_version else ""),
@@ -412,13 +417,14 @@ def from_braket_properties(
     if r.fully_connected:
         note_parts.append("fully connected: every pair coupled")
     if r.family == "ionq" and ionq_basis == "qiskit":
+        two_name = "rzz" if "zz" in r.native else "rxx"
+        rule = "rzz(t)=ZZ(t/2pi turns)=Braket zz(t)" if two_name == "rzz" else "rxx(t)=MS(0,0,t/2pi) for |t|<=pi/2"
         note_parts.append(
-            "IonQ twin in the equivalent qiskit basis rz/sx/x/rxx: sx=GPI2 and x=GPI up to a virtual Z "
-            "frame, rxx(t)=MS(0,0,t/2pi) for |t|<=pi/2, rz virtual (error 0); convert with "
-            "qflhw.circuits.ionq.to_ionq_native"
+            f"IonQ twin in the equivalent qiskit basis rz/sx/x/{two_name}: sx=GPI2 and x=GPI up to a virtual Z "
+            f"frame, {rule}, rz virtual (error 0); convert with qflhw.circuits.ionq.to_ionq_native"
         )
     if r.family == "ionq" and ionq_basis == "native":
-        note_parts.append("IonQ natives gpi/gpi2/ms kept (qiskit_ionq gates, turns); Aer cannot simulate them")
+        note_parts.append("IonQ natives kept (qiskit_ionq gates, turns); Aer cannot simulate them")
     if r.family == "rigetti" and "rx" in r.native:
         note_parts.append("Rigetti rx only at +-pi/2, +-pi: rx(pi/2)->sx, rx(pi)->x; rz virtual (error 0)")
     if len(r.labels) != r.qubit_count:
@@ -429,6 +435,7 @@ def from_braket_properties(
     return Calibration(
         device=device,
         date=when,
+        captured=captured,
         provenance=Provenance(
             kind=kind,
             source=source,
@@ -444,16 +451,34 @@ def from_braket_properties(
     )
 
 
-def _calibration_date(props: Any, date: _dt.date | str | None) -> _dt.date:
-    if isinstance(date, _dt.date):
-        return date
+def _capture_time(props: Any, date: _dt.date | str | None) -> tuple[_dt.date, _dt.datetime | None]:
+    """(snapshot date, capture time) of the figures; see :func:`from_braket_properties`."""
     if isinstance(date, str):
-        return _dt.date.fromisoformat(date)
-    for holder in (getattr(props, "service", None), getattr(props, "standardized", None)):
-        when = getattr(holder, "updatedAt", None)
-        if isinstance(when, _dt.datetime):
-            return when.date()
-    return _dt.date.today()
+        date = _dt.date.fromisoformat(date)
+    if isinstance(date, _dt.date):
+        return date, None
+    when = getattr(getattr(props, "standardized", None), "updatedAt", None)
+    if isinstance(when, _dt.datetime):
+        when = when.astimezone(_dt.UTC) if when.tzinfo else when.replace(tzinfo=_dt.UTC)
+    else:
+        when = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+    return when.date(), when
+
+
+def import_properties_file(path: Path, *, device: str | None = None, ionq_basis: Literal["qiskit", "native"] = "qiskit") -> Calibration:
+    """A snapshot of saved Braket device properties (``AwsDevice.properties`` as JSON), for
+    ``qflhw calibration import``; ``device`` defaults to the file name without ``-properties``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CalibrationError(f"{path}: cannot read Braket properties ({err})") from err
+    name = device or path.stem.removesuffix("-properties")
+    try:
+        return from_braket_properties(text, device=name, kind="live", source=f"Braket device properties file {path.name}",
+                                      ionq_basis=ionq_basis)
+    except CalibrationError as err:
+        raise CalibrationError(f"{path}: {err}") from err
 
 
 _IONQ_EQUIVALENCES_ADDED = False

@@ -1,6 +1,8 @@
 """Calibration snapshots: one device's noise on one day, with units and provenance.
 
-A snapshot lives at ``calibration/<device>/<YYYY-MM-DD>.json``. It holds what the noise model and
+A snapshot lives at ``calibration/<device>/<YYYY-MM-DD>.json``; a later capture of the same day
+whose figures differ is added as ``<YYYY-MM-DD>T<HHMMSS>Z.json`` (its capture time, UTC), so the
+day's first file is never replaced and ``<device>/<YYYY-MM-DD>`` keeps naming it. It holds what the noise model and
 the noise-aware transpiler need: per-qubit T1/T2 and asymmetric readout errors, per-gate errors
 and durations on the coupling map, and the native gate set (qiskit instruction names). Files are
 validated on load (a bad one names the file and the field) and never overwritten.
@@ -9,6 +11,8 @@ Schema versions: ``qflhw.calibration/2`` adds ``qubit_labels``, the provider's l
 qubit index (Braket's IQM devices count from 1). Version 1 files kept those labels as text in
 ``provenance.notes``; they still load, with the labels read from the notes, and write back
 exactly as they were (so their content hash, :attr:`Calibration.id`, does not change).
+``captured`` (version 2, optional) is the capture time of the figures; a file without it writes
+back without it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,6 +102,9 @@ class Calibration(_Strict):
     qubit_labels: tuple[int, ...] | None = Field(
         default=None, description="the provider's label of each qubit index (None: labels are 0..n-1)"
     )
+    captured: _dt.datetime | None = Field(
+        default=None, description="when the figures were captured (UTC); None: only the date is known"
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -106,8 +114,9 @@ class Calibration(_Strict):
         """Version 1 kept Braket qubit labels in ``provenance.notes``: read them from there."""
         if not isinstance(raw, dict) or raw.get("schema") != SCHEMA_V1:
             return raw
-        if "qubit_labels" in raw:
-            raise ValueError(f"qubit_labels is a field of {SCHEMA}, not of {SCHEMA_V1}; set schema to {SCHEMA!r}")
+        for v2_only in ("qubit_labels", "captured"):
+            if v2_only in raw:
+                raise ValueError(f"{v2_only} is a field of {SCHEMA}, not of {SCHEMA_V1}; set schema to {SCHEMA!r}")
         notes = raw.get("provenance", {}).get("notes", "") if isinstance(raw.get("provenance"), dict) else ""
         m = _V1_LABELS.search(notes or "")
         if m is None:
@@ -144,6 +153,13 @@ class Calibration(_Strict):
         return self
 
     # ------------------------------------------------------------------ identity and derived data
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Calibration:
+        """A copy with ``update`` applied; its :attr:`id` is computed afresh (pydantic copies the
+        instance dict, where a cached id of the original would otherwise survive)."""
+        out = super().model_copy(update=update, deep=deep)
+        out.__dict__.pop("id", None)
+        return out
+
     @functools.cached_property
     def id(self) -> str:
         """``<device>/<date>`` plus a content hash, so edited or scaled snapshots never collide.
@@ -216,12 +232,23 @@ class Calibration(_Strict):
     # ------------------------------------------------------------------ files
     def to_json(self) -> str:
         """The file text; a version 1 snapshot writes version 1 (its labels stay in the notes)."""
-        exclude = {"qubit_labels"} if self.schema_ == SCHEMA_V1 else set()
+        exclude = {"qubit_labels", "captured"} if self.schema_ == SCHEMA_V1 else set()
+        if self.captured is None:
+            exclude.add("captured")
         return json.dumps(self.model_dump(mode="json", by_alias=True, exclude=exclude), indent=1, sort_keys=True)
 
-    def save(self, root: Path | None = None) -> Path:
-        """Write ``<root>/<device>/<date>.json``; an existing snapshot is never overwritten."""
-        path = Path(root or calibration_root()) / self.device / f"{self.date.isoformat()}.json"
+    @property
+    def stamp(self) -> str:
+        """``<date>T<HHMMSS>Z`` of the capture time (the file stem of a later same-day capture)."""
+        when = self.captured.astimezone(_dt.UTC) if self.captured and self.captured.tzinfo else self.captured
+        return f"{self.date.isoformat()}T{when:%H%M%S}Z" if when is not None else self.date.isoformat()
+
+    def save(self, root: Path | None = None, *, stem: str | None = None) -> Path:
+        """Write ``<root>/<device>/<stem or date>.json``; an existing snapshot is never overwritten."""
+        name = stem or self.date.isoformat()
+        if not (name == self.date.isoformat() or name.startswith(self.date.isoformat() + "T")):
+            raise CalibrationError(f"snapshot file name {name!r} must be its date {self.date} or <date>T<time>Z")
+        path = Path(root or calibration_root()) / self.device / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with open(path, "x", encoding="utf-8") as fh:
@@ -265,7 +292,8 @@ def devices(root: Path | None = None) -> list[str]:
 
 
 def resolve(ref: str, root: Path | None = None) -> Path:
-    """Path of ``<device>``, ``<device>/latest`` or ``<device>/<YYYY-MM-DD>`` (or a file path)."""
+    """Path of ``<device>``, ``<device>/latest``, ``<device>/<YYYY-MM-DD>`` (that day's first
+    snapshot) or ``<device>/<YYYY-MM-DD>T<HHMMSS>Z`` (a later capture of that day), or a file path."""
     as_path = Path(ref)
     if as_path.suffix == ".json":
         return as_path
@@ -285,6 +313,36 @@ def resolve(ref: str, root: Path | None = None) -> Path:
     raise ConfigError(
         f"no snapshot {ref!r}; dates for {device}: {', '.join(p.stem for p in found)}"
     )
+
+
+def save_capture(cal: Calibration, root: Path | None = None) -> tuple[Calibration, Path, bool]:
+    """Store a capture (live, exported or imported): ``(snapshot kept, its file, newly written)``.
+
+    The day's first capture is ``<device>/<date>.json``. A capture whose figures equal a stored
+    snapshot of that day (whatever its kind) reuses it, so its content hash stays put; one whose
+    figures differ from all of them is added as ``<device>/<date>T<HHMMSS>Z.json`` (its capture
+    time, else now, UTC). Nothing is ever overwritten.
+    """
+    folder = Path(root or calibration_root()) / cal.device
+    day = cal.date.isoformat()
+    same_day = sorted(p for p in folder.glob(f"{day}*.json") if p.stem == day or p.stem.startswith(day + "T"))
+    for path in same_day:
+        try:
+            existing = Calibration.load(path)
+        except CalibrationError:
+            continue
+        if existing.same_figures(cal):
+            return existing, path, False
+    stem = day
+    if same_day:
+        stem = cal.stamp if cal.captured is not None else f"{day}T{_dt.datetime.now(_dt.UTC):%H%M%S}Z"
+    try:
+        return cal, cal.save(root, stem=stem), True
+    except CalibrationError:  # a concurrent writer saved this stem first
+        existing = Calibration.load(folder / f"{stem}.json")
+        if existing.same_figures(cal):
+            return existing, folder / f"{stem}.json", False
+        raise
 
 
 def load(ref: str, root: Path | None = None) -> Calibration:

@@ -24,15 +24,19 @@ from qflhw.errors import CalibrationError
 
 @lru_cache(maxsize=1)
 def gate_library() -> dict[str, Instruction]:
-    """qiskit instruction objects by name: the standard library plus IonQ's native gates."""
+    """qiskit instruction objects by name: the standard library plus IonQ's native gates.
+
+    IonQ's gates (qiskit_ionq) take turns, not radians: ``zz(t)`` = exp(-i pi t Z(x)Z) = ``rzz(2 pi t)``.
+    """
     lib = dict(get_standard_gate_name_mapping())
-    try:  # IonQ natives (gpi, gpi2, ms) come with qiskit-braket-provider's dependency qiskit-ionq
+    try:  # IonQ natives (gpi, gpi2, ms, zz) come with qiskit-braket-provider's dependency qiskit-ionq
         from qiskit.circuit import Parameter
-        from qiskit_ionq.ionq_gates import GPI2Gate, GPIGate, MSGate
+        from qiskit_ionq.ionq_gates import GPI2Gate, GPIGate, MSGate, ZZGate
 
         lib["gpi"] = GPIGate(Parameter("phi"))
         lib["gpi2"] = GPI2Gate(Parameter("phi"))
         lib["ms"] = MSGate(Parameter("phi0"), Parameter("phi1"), Parameter("theta"))
+        lib["zz"] = ZZGate(Parameter("theta"))
     except ImportError:  # pragma: no cover - only without the Braket extras
         pass
     return lib

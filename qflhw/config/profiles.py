@@ -3,6 +3,12 @@
 A profile names the provider (``fake``, ``ibm``, ``braket``), the device (IBM backend name or
 Braket ARN), its region, limits and prices with the date they were read. A fake profile names the
 calibration snapshot it twins.
+
+``emulate = true`` makes a real-QPU profile a dress rehearsal: the same submission code runs
+offline (IBM: Runtime local testing mode; Braket: ``LocalEmulator`` built from the device's
+``properties`` file), charged at the real prices and marked emulated. ``retired`` marks a device
+the provider no longer runs: it stays usable as a fake twin or an emulation, and is refused as a
+live target with an error naming its ``replacement``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ class _Strict(BaseModel):
 class Limits(_Strict):
     max_shots: int = Field(default=100_000, gt=0, description="most shots per circuit")
     max_circuits: int = Field(default=10_000, gt=0, description="most executables in one job")
+    max_executions: int | None = Field(
+        default=None, gt=0,
+        description="most executions (bindings x shots, twirling included) in one provider job; None: no limit "
+        "(IBM Sampler jobs: 10 million, https://quantum.cloud.ibm.com/docs/guides/job-limits)",
+    )
 
 
 class Price(_Strict):
@@ -60,17 +71,78 @@ class IBMRuntimeOptions(_Strict):
     ) = Field(default=None, description="Runtime's ZNE extrapolator; default from Runtime")
     twirling_gates: bool | None = None
     twirling_measure: bool | None = None
+    twirling_randomizations: int | None = Field(default=None, gt=0, description="None: Runtime's 'auto'")
+    twirling_shots_per_randomization: int | None = Field(default=None, gt=0, description="None: Runtime's 'auto'")
     dynamical_decoupling: Literal["XX", "XpXm", "XY4"] | None = Field(default=None, description="DD sequence; None: off")
+    execution_mode: Literal["batch", "session"] = Field(
+        default="batch",
+        description="Runtime execution mode of a run's jobs on this device; sessions need a paid plan "
+        "(Open Plan users cannot submit session jobs)",
+    )
 
     @property
     def estimator(self) -> bool:
         return self.resilience_level is not None
 
     @property
+    def zne(self) -> bool:
+        """Runtime ZNE on (Estimator only): explicitly, or by resilience level 2."""
+        on = self.zne_mitigation if self.zne_mitigation is not None else self.resilience_level == 2
+        return bool(on) and self.estimator
+
+    @property
+    def trex(self) -> bool:
+        """Runtime TREX readout mitigation on (Estimator only): explicitly, or by resilience level >= 1."""
+        on = self.measure_mitigation if self.measure_mitigation is not None else (self.resilience_level or 0) >= 1
+        return bool(on) and self.estimator
+
+    @property
+    def noise_factors(self) -> tuple[float, ...]:
+        return tuple(self.zne_noise_factors or (1, 3, 5)) if self.zne else (1,)
+
+    @property
+    def twirled(self) -> bool:
+        """Whether Runtime twirls the circuits (and so rounds shots up to whole randomizations)."""
+        gates = self.twirling_gates if self.twirling_gates is not None else (self.estimator and self.resilience_level == 2)
+        measure = self.twirling_measure if self.twirling_measure is not None else self.trex
+        return bool(gates or measure or self.trex)
+
+    @property
     def shots_factor(self) -> int:
         """How many times the circuits run per shot requested (ZNE runs one copy per noise factor)."""
-        zne = self.zne_mitigation if self.zne_mitigation is not None else self.resilience_level == 2
-        return len(self.zne_noise_factors or (1, 3, 5)) if zne and self.estimator else 1
+        return len(self.noise_factors)
+
+    def twirl_shape(self, shots: int) -> tuple[int, int]:
+        """(randomizations, shots per randomization) Runtime runs for ``shots`` per binding.
+
+        Runtime's rule (qiskit_ibm_runtime.executor.calculate_twirling_shots): with both 'auto',
+        spr = max(64, ceil(shots / 32)) and nr = ceil(shots / spr); a fixed one sets the other.
+        """
+        nr, spr = self.twirling_randomizations, self.twirling_shots_per_randomization
+        if nr is None and spr is None:
+            spr = max(64, -(-shots // 32))
+            nr = -(-shots // spr)
+        elif nr is None:
+            nr = -(-shots // spr)  # type: ignore[operator]
+        elif spr is None:
+            spr = -(-shots // nr)
+        assert nr is not None and spr is not None
+        return int(nr), int(spr)
+
+    def executed_shots(self, shots: int) -> int:
+        """Shots Runtime actually runs per binding and noise factor when ``shots`` are asked for:
+        twirled circuits run whole randomizations (10 asked run 64)."""
+        if not self.twirled:
+            return shots
+        nr, spr = self.twirl_shape(shots)
+        return nr * spr
+
+    def calibration_executions(self, shots: int) -> int:
+        """Executions of the TREX readout-calibration circuits Runtime adds to one Estimator job."""
+        if not self.trex:
+            return 0
+        nr, spr = self.twirl_shape(shots)
+        return nr * spr
 
 
 class DeviceProfile(_Strict):
@@ -87,6 +159,16 @@ class DeviceProfile(_Strict):
     limits: Limits = Limits()
     price: Price = Price()
     runtime: IBMRuntimeOptions | None = Field(default=None, description="Qiskit Runtime mitigation (ibm only)")
+    emulate: bool = Field(
+        default=False,
+        description="run offline through the provider's own local mode (IBM: Runtime local testing; Braket: "
+        "LocalEmulator from `properties`), charged as for real and marked emulated",
+    )
+    properties: str | None = Field(
+        default=None, description="Braket device-properties JSON (path relative to backends/) the emulator is built from"
+    )
+    retired: _dt.date | None = Field(default=None, description="the day the provider retired the device; None: current")
+    replacement: str | None = Field(default=None, description="a current profile to use instead of a retired one")
     notes: str = ""
 
     @model_validator(mode="after")
@@ -95,7 +177,21 @@ class DeviceProfile(_Strict):
             raise ValueError("a fake profile must name the calibration snapshot it twins")
         if self.runtime is not None and self.provider != "ibm":
             raise ValueError(f"[runtime] options are for IBM devices only, not provider {self.provider!r}; remove them")
+        if self.emulate and self.provider == "fake":
+            raise ValueError("emulate = true is for ibm and braket profiles; a fake profile is already local")
+        if self.emulate and self.provider == "braket" and not self.properties:
+            raise ValueError("emulate = true on a braket profile needs `properties` (the device-properties JSON to emulate)")
+        if self.retired is not None and not self.replacement:
+            raise ValueError("a retired profile must name its `replacement` (a current profile)")
         return self
+
+    def check_live(self) -> None:
+        """Raise ConfigError when the profile cannot be a live target (a retired device)."""
+        if self.retired is not None and not self.emulate:
+            raise ConfigError(
+                f"device profile {self.name}: {self.device} was retired on {self.retired}; use {self.replacement} "
+                "instead (its fake twin still works for studies)"
+            )
 
 
 def profile_dir() -> Path:

@@ -188,7 +188,11 @@ class ResilienceSpec(_Strict):
     retries: int = Field(default=5, ge=0, description="retries of a transient provider error per job")
     backoff_initial_s: float = Field(default=1.0, ge=0, description="first backoff wait; doubles up to the max")
     backoff_max_s: float = Field(default=60.0, ge=0)
-    job_timeout_s: float | None = Field(default=None, gt=0, description="longest wait for one job; then retry the wait")
+    job_timeout_s: float | None = Field(
+        default=1800.0, gt=0,
+        description="longest wait for one job, then the wait is retried (retries times); after the last one the "
+        "job is cancelled and recorded; None: wait forever",
+    )
 
 
 class ClientSpec(_Strict):

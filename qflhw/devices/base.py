@@ -97,10 +97,16 @@ class BatchItem:
 
 @dataclass(frozen=True, eq=False)
 class Batch:
-    """All items of one provider job; ``key`` is its idempotency key (None: an ad-hoc job)."""
+    """All items of one provider job; ``key`` is its idempotency key (None: an ad-hoc job).
+
+    ``nonce`` names the run that sends it (the journal keeps it, so a resumed run keeps it too):
+    cloud job tags carry it next to the key, so two runs of the same spec never adopt each
+    other's jobs. It never enters a seed: the numbers depend on the key only.
+    """
 
     items: tuple[BatchItem, ...]
     key: JobKey | None = None
+    nonce: str = ""
 
     @property
     def num_bindings(self) -> int:
@@ -110,6 +116,13 @@ class Batch:
     def num_circuits(self) -> int:
         """Executables a provider bills for: one per binding per measurement basis."""
         return sum(i.num_bindings * len(measurement_bases(i.observables)) for i in self.items)
+
+    def shot_groups(self, shots: int | None) -> list[tuple[int, int]]:
+        """(executables, shots each) per item when sent with ``shots`` (items' own shots first)."""
+        if shots is None:
+            return []
+        return [(i.num_bindings * len(measurement_bases(i.observables)), i.shots if i.shots is not None else shots)
+                for i in self.items]
 
     def total_shots(self, shots: int | None) -> int:
         """Shots the batch runs when sent with ``shots`` (items' own shots take precedence)."""
@@ -182,12 +195,19 @@ class Device(abc.ABC):
     def job(self, job_id: str) -> JobHandle:
         """Fetch an earlier job by id (for resume)."""
 
-    def find(self, key: JobKey) -> JobHandle | None:
-        """The job sent earlier under idempotency ``key``, if the provider can tell (job tags).
+    def find(self, key: JobKey, nonce: str = "") -> JobHandle | None:
+        """The job sent earlier under idempotency ``key`` by the run ``nonce``, if the provider can
+        tell (job tags).
 
-        Covers a crash between sending a job and journaling its id. Providers that cannot look
+        Covers a crash between sending a job and journaling its id, and a submission that failed
+        ambiguously (a timeout after the provider created the job). Providers that cannot look
         jobs up by tag return None.
         """
+        return None
+
+    def jobs_needed(self, batch: Batch, shots: int | None) -> int | None:
+        """How many provider jobs (tasks) ``batch`` becomes, when the device knows better than its
+        profile's limits (mixed shots, device limits); None: one job, or as the profile says."""
         return None
 
     def run(self, batch: Batch, shots: int | None, timeout: float | None = None) -> BatchResult:

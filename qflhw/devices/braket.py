@@ -9,16 +9,29 @@ avoids Braket's reserved ``FreeParameter`` names (``b``, ``q``).
 
 Where the device supports program sets (``DeviceActionType.OPENQASM_PROGRAM_SET``), the batch
 is one ``ProgramSet`` task (split only past the device's executable or total-shot limits);
-otherwise ``run_batch`` sends one task per executable. The profile's ``limits.max_circuits``
+otherwise each executable is its own task. The profile's ``limits.max_circuits``
 must match (the ledger charges ``ceil(executables / max_circuits)`` task fees), and is checked.
 
-Offline, inject ``braket.devices.LocalSimulator`` or
-``braket.emulation.local_emulator.LocalEmulator.from_device_properties(...)`` as ``device``: the
-same conversion, submission and parsing code runs. Credentials: the standard AWS chain (boto3).
+Two-qubit gates are emitted on the coupler direction the device lists (IQM lists each coupler
+once and Braket checks the direction): a symmetric gate (cz, iswap, zz) on an unlisted direction
+has its operands swapped. IonQ circuits become gpi/gpi2 plus Forte's zz or Aria's ms, whichever the
+device lists. Limits (executables and shots per program set, shots per task) are read from the
+device's properties.
+
+Never paying twice: every task carries tags with the step's idempotency key, the run's nonce and
+its part number, so :meth:`BraketDevice.find` can look a step up with ``SearchQuantumTasks``
+(which has no tag filter: it filters on the device ARN and creation time and matches tags here).
+A step that needed several tasks and failed part-way keeps the tasks it created; the next attempt
+sends only the missing parts.
+
+Offline, inject ``braket.devices.LocalSimulator`` or a ``LocalEmulator`` (:func:`local_emulator`,
+what ``emulate = true`` profiles use) as ``device``: the same conversion, submission and parsing
+code runs. Credentials: the standard AWS chain (boto3).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import threading
 import warnings
 from pathlib import Path
@@ -30,8 +43,9 @@ from qflhw._util import digest
 from qflhw.calibration import snapshot as _calibration
 from qflhw.calibration.snapshot import Calibration
 from qflhw.circuits.measure import measurement_bases
+from qflhw.config.paths import data_dir
 from qflhw.config.profiles import DeviceProfile
-from qflhw.devices.base import Batch, BatchResult, Device, JobStatus
+from qflhw.devices.base import Batch, BatchResult, Device, JobKey, JobStatus
 from qflhw.devices.remote import (
     JobLayout,
     LayoutStore,
@@ -71,6 +85,10 @@ _CREDENTIAL_CODES = frozenset(
     {"AccessDeniedException", "UnrecognizedClientException", "ExpiredTokenException", "InvalidSignatureException"}
 )
 SEPARATOR = "|"  # between task ARNs of a job that needed several tasks
+_SYMMETRIC_2Q = frozenset({"cz", "iswap", "rzz", "swap"})  # qiskit names whose operands may be swapped
+#: Braket's local simulators (numba-compiled) abort the process when several threads run them at
+#: once (clients train in threads): local tasks run one at a time, process-wide.
+_LOCAL_RUN_LOCK = threading.Lock()
 
 
 def normalize_status(raw: Any) -> JobStatus:
@@ -142,6 +160,54 @@ def _native_gates(device: Any, profile: DeviceProfile) -> frozenset[str]:
         return frozenset(g.lower() for g in profile.native_gates)
 
 
+def _directions(device: Any) -> frozenset[tuple[int, int]] | None:
+    """The coupler directions a device lists, when it lists some only one way (IQM); else None."""
+    try:
+        conn = device.properties.paradigm.connectivity
+    except Exception:  # noqa: BLE001 - simulators: any direction
+        return None
+    if conn.fullyConnected or not conn.connectivityGraph:
+        return None
+    listed = {(int(a), int(b)) for a, bs in conn.connectivityGraph.items() for b in bs}
+    return frozenset(listed) if any((b, a) not in listed for a, b in listed) else None
+
+
+def _max_shots(device: Any) -> int | None:
+    try:
+        return int(device.properties.service.shotsRange[1])
+    except Exception:  # noqa: BLE001 - simulators publish no shot range here
+        return None
+
+
+def local_emulator(profile: DeviceProfile) -> Any:
+    """Braket's ``LocalEmulator`` of a profile's device, from its ``properties`` JSON (under backends/)."""
+    from braket.emulation.local_emulator import LocalEmulator
+
+    if not profile.properties:
+        raise ConfigError(f"profile {profile.name}: emulate = true needs properties = \"braket/<device>-properties.json\"")
+    path = data_dir("backends") / profile.properties
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"profile {profile.name}: properties file {path} cannot be read ({err})") from err
+    from qflhw.calibration.braket_import import load_braket_properties
+
+    try:  # from the parsed capabilities, so the emulator also exposes them as .properties (limits, directions)
+        return LocalEmulator.from_device_properties(load_braket_properties(text))
+    except Exception as err:  # noqa: BLE001 - the SDK raises pydantic and value errors here
+        raise ConfigError(f"profile {profile.name}: {path} is not device properties Braket can emulate ({err})") from err
+
+
+def task_tags(key: JobKey | str, nonce: str, part: int, parts: int) -> dict[str, str]:
+    """The tags of one task of a step: idempotency key (digest), run nonce, part i/n."""
+    return {"qflhw": "1", "qflhw-key": digest(str(key)), "qflhw-run": nonce or "-", "qflhw-part": f"{part}/{parts}"}
+
+
+def _count(value: Any) -> int:
+    """A count the SDK reports, or 0 when it reports none."""
+    return int(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else 0
+
+
 class BraketJob:
     """One batch's task(s); ``result`` raises on failure or timeout, never returns None."""
 
@@ -191,12 +257,20 @@ class BraketJob:
         if state != "done":
             raise JobFailed(f"{self._where()} {state}: {self._failure()}")
         dists: list[np.ndarray] = []
+        shots_run = executables = 0
         try:
             for t in self.tasks:
                 res = t.result()
                 if res is None:  # the SDK's way of saying "no result" (failed, cancelled, timed out)
                     raise JobFailed(f"{self._where()}: task {t.id} gave no result: {self._failure()}")
                 dists.extend(self._distributions(res, len(dists)))
+                meta = getattr(res, "task_metadata", None)
+                if hasattr(res, "entries"):  # a program set: successfulShots over all its executables
+                    shots_run += _count(getattr(meta, "successfulShots", None))
+                    executables += _count(getattr(res, "num_executables", None)) or len(res.entries)
+                else:
+                    shots_run += _count(getattr(meta, "shots", None))
+                    executables += 1
         except Exception as err:  # noqa: BLE001
             raise classify(err, self._where()) from err
         self._result = BatchResult(
@@ -205,7 +279,11 @@ class BraketJob:
             device=self.device.name,
             calibration_id=self.layout.calibration_id,
             shots=self.layout.shots,
-            metadata={"provider": "braket", "tasks": len(self.tasks), "local": not self.device.remote},
+            metadata={
+                "provider": "braket", "tasks": len(self.tasks), "local": not self.device.remote,
+                "emulated": self.device.emulated,
+                "usage": {"tasks": len(self.tasks), "shots": shots_run, "executables": executables},
+            },
         )
         return self._result
 
@@ -215,6 +293,11 @@ class BraketJob:
         per_exec = [(it, k) for it in self.layout.items for _ in it.bases for k in range(it.num_bindings)]
         out = []
         for j, entry in enumerate(entries):
+            if getattr(entry, "measured_qubits", None) is None:  # ProgramSetExecutableFailure in place of a result
+                meta = getattr(entry, "failureMetadata", None)
+                reason = scrub(getattr(meta, "failureReason", None) or type(entry).__name__)
+                category = getattr(getattr(meta, "category", None), "value", getattr(meta, "category", ""))
+                raise JobFailed(f"{self._where()}: executable {start + j} of the program set failed ({category}): {reason}")
             it = per_exec[start + j][0]
             measured = [int(q) for q in entry.measured_qubits]
             cols = [measured.index(label) for label in it.measured]
@@ -240,12 +323,31 @@ class BraketDevice(Device):
         store: Path | None = None,
         poll_interval: float | None = None,
         task_factory: Any = None,
+        emulated: bool = False,
+        lookback_days: float = 14.0,
     ):
         super().__init__(profile, calibration, seed=seed)
         self.device = device
         self.remote = _is_aws_device(device)
+        self.emulated = emulated
+        self.lookback_days = lookback_days
         self.labels = calibration.labels
         self.natives = _native_gates(device, profile)
+        self.directions = _directions(device)
+        twin_2q = {g for g in calibration.native_gates if g in ("rxx", "rzz", "ms", "zz")}
+        for braket_name, twin in (("zz", ("rxx", "ms")), ("ms", ("rzz", "zz"))):
+            if braket_name in self.natives and twin_2q & set(twin) and not ({"zz", "ms"} - {braket_name}) & self.natives:
+                raise ConfigError(
+                    f"profile {profile.name}: {profile.device} entangles with {braket_name.upper()} but the snapshot "
+                    f"{calibration.id} is in the {sorted(twin_2q & set(twin))[0]} basis; use a snapshot of this device "
+                    "(`qflhw calibration import` its properties)"
+                )
+        device_shots = _max_shots(device)
+        if device_shots is not None and profile.limits.max_shots > device_shots:
+            raise ConfigError(
+                f"profile {profile.name}: limits.max_shots = {profile.limits.max_shots} but {profile.device} takes at "
+                f"most {device_shots} shots per task; set limits.max_shots = {device_shots}"
+            )
         self.program_sets, dev_max, self.max_total_shots = _program_set_limits(device)
         limit = profile.limits.max_circuits
         if self.program_sets and dev_max is not None and dev_max < limit:
@@ -264,11 +366,30 @@ class BraketDevice(Device):
         self._task_factory = task_factory
         self._circuits: dict[tuple[int, str], Any] = {}
         self._jobs: dict[str, BraketJob] = {}
+        self._partial: dict[str, dict[int, Any]] = {}  # key -> tasks created so far, by part
         self._lock = threading.Lock()
         self.submissions = 0  # jobs (batches) this object sent
         self.tasks_sent = 0  # Braket tasks created
 
     # ------------------------------------------------------------------ circuits
+    def _oriented(self, circuit, labels: list[int]):  # noqa: ANN001, ANN202
+        """Symmetric two-qubit gates turned onto the coupler direction the device lists."""
+        if self.directions is None:
+            return circuit
+        out = circuit.copy_empty_like()
+        for ci in circuit.data:
+            qargs = list(ci.qubits)
+            if len(qargs) == 2:
+                a, b = (labels[circuit.find_bit(q).index] for q in qargs)
+                if (a, b) not in self.directions and (b, a) in self.directions:
+                    if ci.operation.name not in _SYMMETRIC_2Q:
+                        raise ConfigError(
+                            f"device {self.name}: {ci.operation.name} on {a}->{b}, but the device lists only {b}->{a}"
+                        )
+                    qargs.reverse()
+            out.append(ci.operation, qargs, ci.clbits)
+        return out
+
     def _native(self, circuit):  # noqa: ANN001, ANN202
         """A bound circuit in the snapshot's qiskit basis -> the device's Braket native gates."""
         if "gpi2" in self.natives:
@@ -310,10 +431,18 @@ class BraketDevice(Device):
                     bound = circ.assign_parameters(dict(zip(circ.parameters, row[cols]))) if cols else circ
                     with warnings.catch_warnings():  # "device does not support global phase": irrelevant here
                         warnings.simplefilter("ignore")
-                        out.append((to_braket(self._native(bound), verbatim=True, qubit_labels=labels), item.shots))
+                        native = self._native(self._oriented(bound, labels))
+                        out.append((to_braket(native, verbatim=True, qubit_labels=labels), item.shots))
         return out
 
     # ------------------------------------------------------------------ submission
+    def _chunk_size(self, shots: int) -> int:
+        """Executables per task at ``shots`` each: the program-set limits (executables, total shots)."""
+        size = self.max_executables if self.program_sets else 1
+        if self.program_sets and self.max_total_shots:
+            size = max(1, min(size, self.max_total_shots // shots))
+        return size
+
     def _chunks(self, execs: list[tuple[Any, int | None]], shots: int) -> list[tuple[list[Any], int]]:
         """Executables grouped into tasks: one per shot count, split at the device's limits."""
         groups: dict[int, list[Any]] = {}
@@ -321,47 +450,59 @@ class BraketDevice(Device):
             groups.setdefault(own if own is not None else shots, []).append(circ)
         chunks: list[tuple[list[Any], int]] = []
         for s, circs in groups.items():
-            size = self.max_executables if self.program_sets else 1
-            if self.program_sets and self.max_total_shots:
-                size = max(1, min(size, self.max_total_shots // s))
+            size = self._chunk_size(s)
             chunks.extend((circs[i : i + size], s) for i in range(0, len(circs), size))
         return chunks
+
+    def jobs_needed(self, batch: Batch, shots: int | None) -> int | None:
+        """Tasks the step will be (the ledger charges their fees): per shot value, split at the limits."""
+        if not shots:
+            return None
+        groups: dict[int, int] = {}
+        for n, s in batch.shot_groups(shots):
+            groups[s] = groups.get(s, 0) + n
+        return sum(-(-n // self._chunk_size(s)) for s, n in groups.items())
 
     def submit(self, batch: Batch, shots: int | None) -> BraketJob:
         if not shots or shots < 1:
             raise ConfigError(f"device {self.name}: Braket devices sample; set training.shots >= 1 (0 means exact, fake only)")
         layout = JobLayout.of(batch, shots, device=self.name, calibration_id=self.calibration.id, labels=self.labels)
         where = f"device {self.name}: submitting {batch.key or 'a batch'}"
+        too_many = [s for _, s in batch.shot_groups(shots) if self.program_sets and self.max_total_shots and s > self.max_total_shots]
+        if too_many:
+            raise ConfigError(
+                f"{where}: {max(too_many)} shots per circuit exceed the {self.max_total_shots} shots {self.profile.device} "
+                "takes in one program set; lower training.shots"
+            )
         execs = self.executables(batch)
         chunks = self._chunks(execs, shots)
-        charged = max(1, -(-len(execs) // self.profile.limits.max_circuits))
-        if len(chunks) > charged:
-            raise ConfigError(
-                f"{where}: needs {len(chunks)} tasks (shot counts {sorted({s for _, s in chunks})}, device limits) but "
-                f"the budget charged {charged}; use one shot count per step (training.shot_allocation) or raise "
-                "limits.max_circuits only as far as the device allows"
-            )
-        kwargs = {"tags": {"qflhw": "1", "qflhw-key": digest(str(batch.key))}} if self.remote and batch.key else {}
+        ref = str(batch.key) if batch.key else ""
         with self._lock:
             self.layouts.before_submit(layout)
-            tasks = []
+            done = self._partial.setdefault(ref, {}) if ref else {}
             try:
-                if self.program_sets:
-                    from braket.program_sets import ProgramSet
+                for part, (circs, s) in enumerate(chunks):
+                    if part in done:  # created by an earlier attempt: never sent twice
+                        continue
+                    kwargs = {"tags": task_tags(ref, batch.nonce, part, len(chunks))} if self.remote and ref else {}
+                    spec_: Any = circs[0]
+                    task_shots = s
+                    if self.program_sets:
+                        from braket.program_sets import ProgramSet
 
-                    for circs, s in chunks:
-                        ps = ProgramSet(circs, shots_per_executable=s)
-                        tasks.append(self.device.run(ps, shots=ps.total_shots, **kwargs))
-                else:
-                    for s in sorted({s for _, s in chunks}):
-                        circs = [c for cs, s2 in chunks if s2 == s for c in cs]
-                        tasks.extend(self.device.run_batch(circs, shots=s, **kwargs).tasks)
+                        spec_ = ProgramSet(circs, shots_per_executable=s)
+                        task_shots = spec_.total_shots
+                    if self.remote:
+                        done[part] = self.device.run(spec_, shots=task_shots, **kwargs)
+                    else:
+                        with _LOCAL_RUN_LOCK:
+                            done[part] = self.device.run(spec_, shots=task_shots, **kwargs)
+                    self.tasks_sent += 1
             except Exception as err:  # noqa: BLE001
-                self.tasks_sent += len(tasks)
-                if tasks:  # part of the job went out: it is paid for, but cannot be completed
-                    raise JobFailed(f"{where}: only {len(tasks)} of {len(chunks)} tasks were created: {classify(err, where)}") from err
-                raise classify(err, where) from err
-            self.tasks_sent += len(tasks)
+                raise classify(err, where + (f" (part {len(done) + 1} of {len(chunks)}; the {len(done)} created are kept "
+                                             "and not sent again)" if done else "")) from err
+            tasks = [done[i] for i in range(len(chunks))]
+            self._partial.pop(ref, None)
             self.submissions += 1
             handle = BraketJob(self, tasks, layout)
             self.layouts.submitted(handle.job_id, layout)
@@ -386,6 +527,68 @@ class BraketDevice(Device):
             raise classify(err, where) from err
         return BraketJob(self, tasks, layout, job_id)
 
+    def find(self, key: JobKey, nonce: str = "") -> BraketJob | None:
+        """The step sent earlier under ``key`` by this run (tags: key digest and run nonce).
+
+        ``SearchQuantumTasks`` filters on the device ARN and creation time only, so the tags are
+        matched here. All parts found: the job. Some parts found: they are kept, so the next
+        :meth:`submit` sends only the missing ones, and None is returned.
+        """
+        if not self.remote:
+            return None
+        layout = self.layouts.by_key(key)
+        if layout is None:
+            return None
+        where = f"device {self.name}: looking up {key}"
+        want = {"qflhw-key": digest(str(key)), "qflhw-run": nonce or "-"}
+        since = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=self.lookback_days)
+        parts: dict[int, str] = {}
+        total = 0
+        try:
+            client = self.device.aws_session.braket_client
+            kwargs: dict[str, Any] = {
+                "filters": [
+                    {"name": "deviceArn", "operator": "EQUAL", "values": [self.profile.device]},
+                    {"name": "createdAt", "operator": "GTE", "values": [since.strftime("%Y-%m-%dT%H:%M:%SZ")]},
+                ],
+                "maxResults": 100,
+            }
+            while True:
+                page = client.search_quantum_tasks(**kwargs)
+                for summary in page.get("quantumTasks", []):
+                    tags = summary.get("tags") or {}
+                    if all(tags.get(k) == v for k, v in want.items()) and "/" in tags.get("qflhw-part", ""):
+                        if str(summary.get("status", "")).upper() in ("FAILED", "CANCELLED", "CANCELLING"):
+                            continue
+                        part, _, n = tags["qflhw-part"].partition("/")
+                        parts.setdefault(int(part), summary["quantumTaskArn"])
+                        total = int(n)
+                token = page.get("nextToken")
+                if not token:
+                    break
+                kwargs["nextToken"] = token
+        except Exception as err:  # noqa: BLE001
+            raise classify(err, where) from err
+        if not parts:
+            return None
+        factory = self._task_factory
+        if factory is None:
+            from braket.aws import AwsQuantumTask
+
+            factory = AwsQuantumTask
+        try:
+            found = {i: factory(arn) for i, arn in parts.items()}
+        except Exception as err:  # noqa: BLE001
+            raise classify(err, where) from err
+        if len(found) < total:
+            with self._lock:
+                self._partial.setdefault(str(key), {}).update(found)
+            return None
+        handle = BraketJob(self, [found[i] for i in range(total)], layout)
+        self.layouts.submitted(handle.job_id, layout)
+        self._jobs[handle.job_id] = handle
+        return handle
+
 
 def connect(
     profile: DeviceProfile,
@@ -405,7 +608,7 @@ def connect(
             device = AwsDevice(profile.device)  # standard AWS credential chain; region from the ARN
         status = str(getattr(device, "status", "ONLINE")).upper()
         if status == "RETIRED":
-            raise ConfigError(f"{where} is retired; pick a current device profile (see `qflhw devices`)")
+            raise ConfigError(f"{where} is retired; use {profile.replacement or 'a current device profile (see `qflhw devices`)'}")
         if calibration:
             cal = _calibration.load(calibration)
         else:

@@ -1,5 +1,6 @@
 """Build the device a profile describes: a fake twin, a real QPU (IBM Runtime, Amazon Braket),
-or an offline stand-in of any of them that transpiles like the real one but never runs.
+its emulation (``emulate = true``: the same submission code in the provider's local mode), or an
+offline stand-in of any of them that transpiles like the real one but never runs.
 
 Providers are imported only when a profile asks for them, so ``import qflhw`` needs no cloud SDK
 credentials and opens no connection.
@@ -23,27 +24,54 @@ def make_device(
     noise_scale: float = 1.0,
     calibration: str | None = None,
     store: Path | None = None,
+    max_time: int | None = None,
 ) -> Device:
     """Build the device a profile describes; ``calibration`` overrides the profile's snapshot.
 
     ``store`` is where a fake device keeps its jobs (so a resumed run can fetch them), and a
     real one its job layouts. Real QPUs (``ibm``, ``braket``) connect here with the SDK's own
-    credentials and transpile against the live calibration, saved as a dated snapshot.
+    credentials and transpile against the live calibration, saved as a dated snapshot; a retired
+    one is refused. ``emulate = true`` builds the provider's local mode instead (no network).
+    ``max_time`` (seconds) bounds an IBM device's Runtime execution mode.
     """
     prof = load_profile(profile) if isinstance(profile, str) else profile
     if prof.provider in ("ibm", "braket"):
         if noise_scale != 1.0:
             raise ConfigError(f"device {prof.name}: noise_scale applies to fake devices only; remove it for a real QPU")
+        if prof.emulate:
+            return emulated_device(prof, seed=seed, calibration=calibration, store=store, max_time=max_time)
+        prof.check_live()
         if prof.provider == "ibm":
             from qflhw.devices.ibm import connect as connect_ibm
 
-            return connect_ibm(prof, seed=seed, calibration=calibration, store=store)
+            return connect_ibm(prof, seed=seed, calibration=calibration, store=store, max_time=max_time)
         from qflhw.devices.braket import connect as connect_braket
 
         return connect_braket(prof, seed=seed, calibration=calibration, store=store)
     from qflhw.devices.fake import FakeDevice
 
     return FakeDevice(prof, offline_calibration(prof, calibration, noise_scale), seed=seed, store=store)
+
+
+def emulated_device(
+    profile: DeviceProfile, *, seed: int = 1234, calibration: str | None = None, store: Path | None = None,
+    max_time: int | None = None,
+) -> Device:
+    """The dress rehearsal of a real QPU: the provider's own submission path, offline.
+
+    IBM: :class:`~qflhw.devices.ibm.IBMDevice` in Runtime local testing mode on the Aer twin of
+    the snapshot (same primitives, pubs, tags and execution mode). Braket:
+    :class:`~qflhw.devices.braket.BraketDevice` on ``LocalEmulator`` built from the profile's
+    ``properties`` JSON (it enforces native gates, connectivity and coupler directions).
+    """
+    cal = offline_calibration(profile, calibration)
+    if profile.provider == "ibm":
+        from qflhw.devices.ibm import IBMDevice
+
+        return IBMDevice(profile, cal, seed=seed, store=store, emulated=True, max_time=max_time)
+    from qflhw.devices.braket import BraketDevice, local_emulator
+
+    return BraketDevice(profile, cal, device=local_emulator(profile), seed=seed, store=store, emulated=True)
 
 
 class OfflineDevice(Device):

@@ -108,7 +108,7 @@ class FakeDevice(Device):
             raise JobFailed(f"device {self.name}: no job {job_id!r} (fake jobs persist only with a store folder)")
         return FakeJob(job_id, unpack_result(path.read_bytes()))
 
-    def find(self, key: JobKey) -> FakeJob | None:
+    def find(self, key: JobKey, nonce: str = "") -> FakeJob | None:
         ref = self.store / f"key-{digest(str(key))}" if self.store else None
         if ref is None or not ref.is_file():
             return None

@@ -86,8 +86,11 @@ class FaultyDevice(Device):
     def job(self, job_id: str) -> JobHandle:
         return self.inner.job(job_id)
 
-    def find(self, key: JobKey) -> JobHandle | None:
-        return self.inner.find(key)
+    def jobs_needed(self, batch: Batch, shots: int | None) -> int | None:
+        return self.inner.jobs_needed(batch, shots)
+
+    def find(self, key: JobKey, nonce: str = "") -> JobHandle | None:
+        return self.inner.find(key, nonce)
 
     def close(self) -> None:
         self.inner.close()

@@ -1,12 +1,19 @@
-"""IBM Quantum through Qiskit Runtime: one client step is one Runtime job, one Batch per round.
+"""IBM Quantum through Qiskit Runtime: one client step is one Runtime job, one execution mode per run.
 
 The device uses the current client-side primitives of qiskit-ibm-runtime (``executor_sampler.
 Sampler``; ``executor_estimator.Estimator`` only when the profile asks Runtime to mitigate), which
 submit through the ``executor`` program. Every batch becomes one job: one pub per (item,
 measurement basis) holding all of its bindings, so expectations and client-side readout
-mitigation come from the measured distributions exactly as on the fake twins. The jobs of one
-round share one Runtime ``Batch`` (the execution mode), opened at the round's first job and
-closed when the next round starts.
+mitigation come from the measured distributions exactly as on the fake twins. Where one job
+cannot hold the step, it becomes a few *parts*, each its own Runtime job: one per shot value (the
+executor Sampler refuses pubs with different shots) and split further past the profile's
+``limits.max_executions`` (IBM: 10 million per Sampler job, twirling included).
+
+All jobs of a run on this device share one Runtime execution mode (``Batch``, or ``Session`` when
+``[runtime] execution_mode = "session"``), opened at the first job with ``max_time`` and closed
+by :meth:`IBMDevice.close` at the end of the run. Every job carries tags with the step's
+idempotency key, the run's nonce and its part, so :meth:`IBMDevice.find` finds exactly this run's
+job and a part-way failure re-sends only the missing parts.
 
 Where circuits run:
 
@@ -18,6 +25,8 @@ Where circuits run:
   fake backend in local mode is slow or runs out of memory);
 * any other ``BackendV2`` (e.g. ``FakeTorino()``): local testing mode on the whole backend.
 
+``emulate = true`` profiles are the second case, marked emulated in every result.
+
 Credentials come only from the SDK's saved account or ``QISKIT_IBM_TOKEN`` /
 ``QISKIT_IBM_INSTANCE``; they are never logged and :func:`classify` scrubs every message.
 """
@@ -27,6 +36,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -50,6 +60,8 @@ from qflhw.devices.remote import (
     wait_final,
 )
 from qflhw.errors import ConfigError, JobFailed, QflhwError, TransientBackendError
+
+SEPARATOR = "|"  # between the Runtime job ids of a step that needed several jobs
 
 #: Runtime job states (remote: strings; local: ``qiskit.providers.JobStatus`` names) -> ours.
 STATUS: dict[str, JobStatus] = {
@@ -180,24 +192,36 @@ def parse_result(raw: Any, layout: JobLayout) -> list[ItemResult]:
 
 
 class IBMJob:
-    """A submitted Runtime job; ``result`` raises on failure or timeout, never returns None."""
+    """A submitted step: one Runtime job per part; ``result`` raises on failure or timeout, never None.
 
-    def __init__(self, device: IBMDevice, job: Any, layout: JobLayout, job_id: str | None = None):
+    ``parts`` lists, for each Runtime job, its (pub index, first row, end row) pieces of the layout's pubs.
+    """
+
+    def __init__(self, device: IBMDevice, jobs: list[Any], layout: JobLayout, job_id: str | None = None,
+                 parts: list[list[tuple[int, int, int]]] | None = None):
         self.device = device
-        self._job = job
+        self._jobs = jobs
         self.layout = layout
-        self.job_id = job_id or job.job_id()
+        self.job_id = job_id or SEPARATOR.join(str(j.job_id()) for j in jobs)
+        self.parts = parts
         self._result: BatchResult | None = None
 
     def status(self) -> JobStatus:
         try:
-            return normalize_status(self._job.status())
+            states = [normalize_status(j.status()) for j in self._jobs]
         except Exception as err:  # noqa: BLE001 - classified below
             raise classify(err, f"device {self.device.name}: job {self.job_id}", fetching=True) from err
+        for final in ("failed", "cancelled"):
+            if final in states:
+                return final
+        if all(s == "done" for s in states):
+            return "done"
+        return "running" if "running" in states or "done" in states else "queued"
 
     def cancel(self) -> None:
         try:
-            self._job.cancel()
+            for j in self._jobs:
+                j.cancel()
         except Exception as err:  # noqa: BLE001 - classified below
             raise classify(err, f"device {self.device.name}: cancelling job {self.job_id}", fetching=True) from err
 
@@ -208,22 +232,58 @@ class IBMJob:
         state = wait_final(self.status, timeout, self.device.poll_interval, where)
         if state == "cancelled":
             raise JobFailed(f"{where} was cancelled")
+        raws = []
         try:
-            raw = self._job.result()
+            for j in self._jobs:
+                raws.append(j.result())
         except Exception as err:  # noqa: BLE001
             raise classify(err, where, fetching=True) from err
-        if state == "failed" or raw is None:
+        if state == "failed" or any(r is None for r in raws):
             raise JobFailed(f"{where} failed without a result")
+        raw = _reassemble(raws, self.parts)
         items = parse_result(raw, self.layout)
+        executed = 0
+        for pub in raw:
+            bits = getattr(pub.data, "c", None)
+            if bits is not None:
+                executed += int(bits.num_shots) * int(np.prod(bits.shape))
+        usage: dict[str, Any] = {"executed_shots": executed or None, "quantum_seconds": None}
+        if self.device.remote:
+            try:
+                usage["quantum_seconds"] = float(sum(float(j.usage() or 0.0) for j in self._jobs))
+            except Exception as err:  # noqa: BLE001 - usage is a report, never a reason to fail
+                log.warning("%s: no usage reported (%s)", where, scrub(err))
         self._result = BatchResult(
             items=items,
             job_id=self.job_id,
             device=self.device.name,
             calibration_id=self.layout.calibration_id,
             shots=self.layout.shots,
-            metadata={"provider": "ibm", "primitive": self.layout.primitive, "local": not self.device.remote},
+            metadata={"provider": "ibm", "primitive": self.layout.primitive, "local": not self.device.remote,
+                      "emulated": self.device.emulated, "jobs": len(self._jobs), "usage": usage},
         )
         return self._result
+
+
+def _reassemble(raws: list[Any], parts: list[list[tuple[int, int, int]]] | None) -> list[Any]:
+    """Pub results of all parts in layout order; a pub split by rows gets its pieces joined."""
+    if parts is None:
+        return [r for raw in raws for r in raw]
+    pieces: dict[int, list[tuple[int, Any]]] = {}
+    for raw, part in zip(raws, parts):
+        for (k, start, _), pub in zip(part, raw):
+            pieces.setdefault(k, []).append((start, pub))
+    out = []
+    for k in sorted(pieces):
+        got = [pub for _, pub in sorted(pieces[k], key=lambda x: x[0])]
+        if len(got) == 1:
+            out.append(got[0])
+            continue
+        from qiskit.primitives.containers import BitArray
+
+        joined = BitArray.concatenate([p.data.c for p in got], axis=0)
+        out.append(SimpleNamespace(data=SimpleNamespace(c=joined)))
+    return out
 
 
 class IBMDevice(Device):
@@ -247,8 +307,12 @@ class IBMDevice(Device):
         batch_cls: Any = None,
         sampler_cls: Any = None,
         estimator_cls: Any = None,
+        emulated: bool = False,
+        max_time: int | None = None,
     ):
         super().__init__(profile, calibration, seed=seed)
+        self.emulated = emulated
+        self.max_time = max_time
         self.backend = backend
         self.remote = backend is not None and _is_ibm_backend(backend)
         self.service = service if service is not None else (getattr(backend, "service", None) if self.remote else None)
@@ -263,16 +327,23 @@ class IBMDevice(Device):
         self._ctx: Any = None
         self._ctx_key: tuple[str, int] | None = None
         self._jobs: dict[str, IBMJob] = {}
+        self._partial: dict[str, dict[int, Any]] = {}  # key -> Runtime jobs created so far, by part
         self._lock = threading.RLock()
-        self.submissions = 0  # jobs this object sent
-        self.batches_opened = 0  # Runtime Batch contexts opened (one per round)
+        self.submissions = 0  # steps this object sent
+        self.runtime_jobs = 0  # Runtime jobs created (a step over the limits is several)
+        self.batches_opened = 0  # Runtime execution modes opened (one per run)
 
     # ------------------------------------------------------------------ SDK classes (lazy)
     def _classes(self) -> tuple[Any, Any, Any]:
         if self._batch_cls is None:
-            from qiskit_ibm_runtime import Batch as RuntimeBatch
+            if self.options is not None and self.options.execution_mode == "session":
+                from qiskit_ibm_runtime import Session
 
-            self._batch_cls = RuntimeBatch
+                self._batch_cls = Session
+            else:
+                from qiskit_ibm_runtime import Batch as RuntimeBatch
+
+                self._batch_cls = RuntimeBatch
         if self._sampler_cls is None:
             from qiskit_ibm_runtime.executor_sampler import Sampler
 
@@ -294,19 +365,19 @@ class IBMDevice(Device):
         return self._twins[qubits], qubits
 
     def _mode(self, batch: Batch, backend: Any) -> Any:
-        """The Runtime Batch of this round, opened on its first job (remote: a POST to the service)."""
-        key = (batch.key.round_group if batch.key else "", id(backend))
+        """The run's Runtime execution mode on this device, opened on its first job (remote: a POST)."""
+        key = (batch.key.run if batch.key else "", id(backend))
         if self._ctx is not None and self._ctx_key == key:
             return self._ctx
         self.close()
         batch_cls = self._classes()[0]
-        self._ctx = batch_cls(backend=backend)
+        self._ctx = batch_cls(backend=backend, max_time=self.max_time) if self.max_time else batch_cls(backend=backend)
         self._ctx_key = key
         self.batches_opened += 1
         return self._ctx
 
     def close(self) -> None:
-        """Close the open Runtime Batch: queued jobs still run, no new job joins it."""
+        """Close the open Runtime execution mode: queued jobs still run, no new job joins it."""
         ctx, self._ctx, self._ctx_key = self._ctx, None, None
         if ctx is not None:
             try:
@@ -347,7 +418,9 @@ class IBMDevice(Device):
         opts: dict[str, Any] = {"default_shots": shots, "environment": {"job_tags": self._tags(batch.key)}}
         rt = self.options
         if rt is not None:
-            twirl = {k: v for k, v in (("enable_gates", rt.twirling_gates), ("enable_measure", rt.twirling_measure)) if v is not None}
+            twirl = {k: v for k, v in (("enable_gates", rt.twirling_gates), ("enable_measure", rt.twirling_measure),
+                                       ("num_randomizations", rt.twirling_randomizations),
+                                       ("shots_per_randomization", rt.twirling_shots_per_randomization)) if v is not None}
             if twirl:
                 opts["twirling"] = twirl
             if rt.dynamical_decoupling:
@@ -369,8 +442,63 @@ class IBMDevice(Device):
         return opts
 
     @staticmethod
-    def _tags(key: JobKey | None) -> list[str]:
-        return ["qflhw", f"qflhw-key-{digest(str(key))}"] if key else ["qflhw"]
+    def _tags(key: JobKey | None, nonce: str = "", part: int | None = None, parts: int = 1) -> list[str]:
+        """Job tags: the key's digest, the run's nonce and (when sending) the part i of n."""
+        if not key:
+            return ["qflhw"]
+        tags = ["qflhw", f"qflhw-key-{digest(str(key))}", f"qflhw-run-{nonce or '-'}"]
+        return tags + [f"qflhw-part-{part}of{parts}"] if part is not None else tags
+
+    def jobs_needed(self, batch: Batch, shots: int | None) -> int | None:
+        """Runtime jobs the step becomes (each adds the per-job overhead to the estimated QPU time)."""
+        if not shots:
+            return None
+        estimator = self.options is not None and self.options.estimator
+        layout = JobLayout.of(batch, shots, device=self.name, calibration_id=self.calibration.id,
+                              primitive="estimator" if estimator else "sampler")
+        return len(self.plan_parts(layout))
+
+    def plan_parts(self, layout: JobLayout) -> list[list[tuple[int, int, int]]]:
+        """The Runtime jobs of one step: per job, its (pub index, first row, end row) pieces.
+
+        Pubs are grouped by shots (the executor Sampler takes one shot count per job) and packed
+        so no job runs more than ``limits.max_executions`` (bindings x executed shots, twirling
+        rounding included); a pub too large alone is split by binding rows. Estimator jobs are
+        one job (Runtime splits them itself). A pure function of the layout, so a later process
+        rebuilds the same plan for a job it fetches by id.
+        """
+        pubs: list[tuple[int, int]] = []  # (rows, shots) per pub, in layout order
+        for it in layout.items:
+            if layout.primitive == "estimator":
+                pubs.append((it.num_bindings, it.shots))
+            else:
+                pubs.extend((it.num_bindings, it.shots) for _ in it.bases)
+        if layout.primitive == "estimator":
+            return [[(k, 0, rows) for k, (rows, _) in enumerate(pubs)]]
+        limit = self.profile.limits.max_executions
+        per = (lambda n: self.options.executed_shots(n)) if self.options is not None else (lambda n: n)  # noqa: E731
+        parts: list[list[tuple[int, int, int]]] = []
+        for shots in dict.fromkeys(s for _, s in pubs):
+            cost = per(shots)
+            cap = max(1, limit // cost) if limit else None  # rows per job at this shot count
+            current: list[tuple[int, int, int]] = []
+            used = 0
+            for k, (rows, s) in enumerate(pubs):
+                if s != shots:
+                    continue
+                start = 0
+                while start < rows:
+                    take = rows - start if cap is None else min(rows - start, cap - used)
+                    if take <= 0:
+                        parts.append(current)
+                        current, used = [], 0
+                        continue
+                    current.append((k, start, start + take))
+                    used += take
+                    start += take
+            if current:
+                parts.append(current)
+        return parts
 
     def submit(self, batch: Batch, shots: int | None) -> IBMJob:
         if not shots or shots < 1:
@@ -383,18 +511,30 @@ class IBMDevice(Device):
             primitive="estimator" if estimator else "sampler",
         )
         where = f"device {self.name}: submitting {batch.key or 'a batch'}"
+        ref = str(batch.key) if batch.key else ""
         with self._lock:
             backend, space = self._space(batch)
             pubs = self._pubs(batch, layout, space)
+            plan = self.plan_parts(layout)
             self.layouts.before_submit(layout)
+            done = self._partial.setdefault(ref, {}) if ref else {}
             try:
                 _, sampler_cls, estimator_cls = self._classes()
                 mode = self._mode(batch, backend)
-                primitive = (estimator_cls if estimator else sampler_cls)(mode=mode, options=self._options(batch, shots, estimator))
-                job = primitive.run(pubs)
-                handle = IBMJob(self, job, layout)
+                for part, pieces in enumerate(plan):
+                    if part in done:  # created by an earlier attempt: never sent twice
+                        continue
+                    opts = self._options(batch, shots, estimator)
+                    opts["environment"] = {"job_tags": self._tags(batch.key, batch.nonce, part, len(plan))}
+                    part_pubs = [_piece(pubs[k], a, b, estimator) for k, a, b in pieces]
+                    done[part] = (estimator_cls if estimator else sampler_cls)(mode=mode, options=opts).run(part_pubs)
+                    self.runtime_jobs += 1
             except Exception as err:  # noqa: BLE001
-                raise classify(err, where) from err
+                suffix = f" (part {len(done) + 1} of {len(plan)}; the {len(done)} created are kept and not sent again)" if done else ""
+                raise classify(err, where + suffix) from err
+            jobs = [done[i] for i in range(len(plan))]
+            self._partial.pop(ref, None)
+            handle = IBMJob(self, jobs, layout, parts=_flat_parts(plan))
             self.submissions += 1
             self.layouts.submitted(handle.job_id, layout)
             self._jobs[handle.job_id] = handle
@@ -410,25 +550,62 @@ class IBMDevice(Device):
         if self.service is None:
             raise JobFailed(f"{where}: no Runtime service to fetch it from")
         try:
-            raw = self.service.job(job_id)
+            raws = [self.service.job(i) for i in job_id.split(SEPARATOR)]
         except Exception as err:  # noqa: BLE001
             raise classify(err, where, fetching=True) from err
-        return IBMJob(self, raw, layout, job_id)
+        return IBMJob(self, raws, layout, job_id, parts=_flat_parts(self.plan_parts(layout)))
 
-    def find(self, key: JobKey) -> IBMJob | None:
-        """The job sent under ``key`` (found by its job tag), if the service has one."""
+    def find(self, key: JobKey, nonce: str = "") -> IBMJob | None:
+        """The step this run sent under ``key`` (job tags: key, run nonce, part), if the service has it.
+
+        All parts found: the job. Some parts: they are kept, so the next :meth:`submit` sends only
+        the missing ones, and None is returned.
+        """
         if not self.remote or self.service is None:
             return None
         layout = self.layouts.by_key(key)
         if layout is None:
             return None
+        plan = self.plan_parts(layout)
         try:
-            jobs = self.service.jobs(job_tags=self._tags(key), limit=1, backend_name=self.profile.device)
+            jobs = self.service.jobs(job_tags=self._tags(key, nonce), limit=max(10, 2 * len(plan)),
+                                     backend_name=self.profile.device)
         except Exception as err:  # noqa: BLE001
             raise classify(err, f"device {self.name}: looking up {key}", fetching=True) from err
-        if not jobs:
+        found: dict[int, Any] = {}
+        for j in jobs or []:
+            tags = list(getattr(j, "tags", None) or [])
+            part = next((t for t in tags if t.startswith("qflhw-part-")), None)
+            if part is None and len(plan) == 1 and not tags:  # the service matched our tags but did not echo them
+                found.setdefault(0, j)
+                continue
+            if part is None:
+                continue
+            i, _, n = part.removeprefix("qflhw-part-").partition("of")
+            if int(n) == len(plan):
+                found.setdefault(int(i), j)
+        if not found:
             return None
-        return IBMJob(self, jobs[0], layout)
+        if len(found) < len(plan):
+            with self._lock:
+                self._partial.setdefault(str(key), {}).update(found)
+            return None
+        handle = IBMJob(self, [found[i] for i in range(len(plan))], layout, parts=_flat_parts(plan))
+        self.layouts.submitted(handle.job_id, layout)
+        self._jobs[handle.job_id] = handle
+        return handle
+
+
+def _piece(pub: tuple, start: int, stop: int, estimator: bool) -> tuple:
+    """Rows ``start:stop`` of a pub's bindings (the whole pub when they are all of them)."""
+    values = pub[2] if estimator else pub[1]
+    if start == 0 and stop == len(values):
+        return pub
+    return (pub[0], pub[1], values[start:stop]) if estimator else (pub[0], values[start:stop], pub[2])
+
+
+def _flat_parts(plan: list[list[tuple[int, int, int]]]) -> list[list[tuple[int, int, int]]]:
+    return [list(p) for p in plan]
 
 
 def connect(
@@ -439,6 +616,7 @@ def connect(
     store: Path | None = None,
     service: Any = None,
     calibration_root: Path | None = None,
+    max_time: int | None = None,
 ) -> IBMDevice:
     """Open the live backend, snapshot its calibration (new dated snapshot or the day's one).
 
@@ -461,4 +639,4 @@ def connect(
         raise
     except Exception as err:  # noqa: BLE001
         raise classify(err, where, fetching=True) from err
-    return IBMDevice(profile, cal, seed=seed, backend=backend, service=service, store=store)
+    return IBMDevice(profile, cal, seed=seed, backend=backend, service=service, store=store, max_time=max_time)

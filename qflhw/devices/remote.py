@@ -7,7 +7,8 @@
   device's native gates and measured into a register ``c`` whose bit i is logical qubit i.
 * :func:`item_results`: outcome counts per executable -> :class:`ItemResult` (expectations from
   distributions exactly as on fake devices, see :mod:`qflhw.circuits.measure`).
-* :func:`adopt_snapshot`: save a live calibration as a dated snapshot, or reuse the day's one.
+* :func:`adopt_snapshot`: save a live capture as a dated snapshot (a new file when the day's
+  figures changed), or reuse the stored one with the same figures.
 * :func:`scrub`: remove credentials from text before it reaches an exception or a log.
 """
 
@@ -27,12 +28,12 @@ from qiskit.circuit import ClassicalRegister, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from qflhw._util import atomic_write, digest
-from qflhw.calibration.snapshot import Calibration, calibration_root
+from qflhw.calibration.snapshot import Calibration, save_capture
 from qflhw.calibration.target import to_target
 from qflhw.circuits.measure import basis_rotation, expectations, measurement_bases
 from qflhw.circuits.transpile import Transpiled
 from qflhw.devices.base import FINAL_STATES, Batch, ItemResult, JobKey, JobStatus
-from qflhw.errors import CalibrationError, ConfigError, JobFailed, TransientBackendError
+from qflhw.errors import ConfigError, JobFailed, TransientBackendError
 
 log = logging.getLogger("qflhw.devices")
 
@@ -296,22 +297,9 @@ def wait_final(status: Callable[[], JobStatus], timeout: float | None, poll: flo
 
 # ------------------------------------------------------------------------------------ snapshots
 def adopt_snapshot(cal: Calibration, root: Path | None = None) -> Calibration:
-    """Save a live snapshot as ``<device>/<date>.json``; if that date has a live one, reuse it.
-
-    Snapshots are never overwritten. If the date is taken by a snapshot of another kind (an
-    export or published figures), the live numbers are used for this run without being saved.
-    """
-    root = Path(root or calibration_root())
-    path = root / cal.device / f"{cal.date.isoformat()}.json"
-    if not path.exists():
-        try:
-            cal.save(root)
-            log.info("saved live calibration snapshot %s", path)
-            return cal
-        except CalibrationError:  # another client saved it first
-            pass
-    existing = Calibration.load(path)
-    if existing.provenance.kind == "live":
-        return existing
-    log.warning("%s holds a %s snapshot; using the live calibration without saving it", path, existing.provenance.kind)
-    return cal
+    """Save a live capture as a dated snapshot, or reuse the stored one holding the same figures
+    (see :func:`qflhw.calibration.snapshot.save_capture`)."""
+    kept, path, new = save_capture(cal, root)
+    if new:
+        log.info("saved live calibration snapshot %s", path)
+    return kept

@@ -19,7 +19,7 @@ from qflhw.circuits.ansatz import ModelCircuit
 from qflhw.circuits.measure import measurement_bases
 from qflhw.circuits.transpile import Transpiled
 from qflhw.devices.base import Batch, BatchItem, BatchResult, Device, JobKey
-from qflhw.execution.budget import Cost, Ledger, circuit_seconds, job_cost
+from qflhw.execution.budget import Cost, Ledger, actual_cost, batch_cost, circuit_seconds, job_cost
 from qflhw.execution.gradients import ShiftPlan, SPSAPlan, shift_circuit, spsa_plan
 from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.shots import AdaptiveShots, allocate, jacobian_variance
@@ -101,18 +101,6 @@ class CircuitEvaluator:
         seconds = float(np.mean(self._variant_seconds))  # equal shots per variant
         return job_cost(self.device.profile, circuits, self.shots, seconds)
 
-    def _cost(self, batch: Batch, shots: int | None) -> Cost:
-        """Exact estimate of ``batch``: items' own shots and (folded) circuit durations included."""
-        total = batch.total_shots(shots)
-        seconds = self._circuit_seconds()
-        if total and shots is not None:
-            nb = len(measurement_bases(self.observables))
-            weighted = sum(
-                i.num_bindings * nb * (i.shots or shots) * s for i, s in zip(batch.items, self._variant_seconds)
-            )
-            seconds = weighted / total
-        return job_cost(self.device.profile, batch.num_circuits, shots, seconds, total_shots=total)
-
     def _allocate(self, shots: int | None, n_rows: int) -> list[int | None]:
         """Shots per circuit of each variant this step (None: the batch's shots)."""
         if shots is None or self.shot_allocation == "uniform" or len(self.variants) < 2:
@@ -163,8 +151,9 @@ class CircuitEvaluator:
             for v, n in zip(self.variants, per_item)
         )
         batch = Batch(items, key=key)
-        cost = self._cost(batch, shots)
+        cost = batch_cost(self.device, batch, shots)
         result = self.runner(self.device, batch, shots, lambda: self.ledger.charge(self.client, round_, cost))
+        self.ledger.record_actual(self.client, actual_cost(self.device.profile, result.metadata))
         fallbacks = 0
         if self.prepared:
             combined = self.prepared.combine(result.items, self.observables)

@@ -7,7 +7,9 @@ It makes runs crash-safe and keeps them from paying twice:
 * every result is stored when it arrives, so a resumed run reads it instead of re-running it;
 * every finished round commits one checkpoint (global parameters, client optimizer states,
   random states, ledger, metrics rows) in one transaction;
-* retries, dropouts and other events are appended to an event log.
+* retries, dropouts and other events are appended to an event log;
+* the run's nonce (a random id made once, when the journal is created) is kept in ``meta``, so
+  a resumed run tags its jobs exactly as the first process did, and no other run ever matches.
 
 Nothing secret is ever written here: keys are built from the spec name, seed, round, client and
 step; results are numbers.
@@ -19,6 +21,7 @@ import pickle
 import sqlite3
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL, kind TEXT, client TEXT, key TEXT, message TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY, value TEXT NOT NULL
 );
 """
 
@@ -66,6 +72,11 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def nonce(self) -> str:
+        """This run's nonce: made once (12 hex digits), then read back by every later process."""
+        self._write("INSERT OR IGNORE INTO meta (name, value) VALUES ('nonce', ?)", (uuid.uuid4().hex[:12],))
+        return self._read("SELECT value FROM meta WHERE name = 'nonce'")[0][0]
 
     def _write(self, sql: str, args: tuple) -> None:
         with self._lock:

@@ -8,15 +8,20 @@
    instead of sent again;
 3. otherwise the batch is charged, journaled as pending, sent, and its job id journaled at once.
 
-Transient errors are retried with exponential backoff by tenacity and journaled: a failed
-submission (throttling, 5xx/429, device offline) is sent again and charged again; a failed wait
-(timeout, fetch error) waits on the same job again, so a slow job is never paid twice. Permanent
-errors propagate as
+Every batch carries the run's nonce (kept in the journal) so its job tags name this run only.
+Transient errors are retried with exponential backoff by tenacity and journaled. A failed
+submission (throttling, 5xx/429, a timeout) may still have created the job at the provider, so
+the next attempt first looks the job up by its idempotency key (``Device.find``) and adopts it
+if it exists; only a job that is not there is sent again (and charged again). A failed wait
+(timeout, fetch error) waits on the same job again, so a slow job is never paid twice; when the
+last wait fails the job is cancelled at the provider (so it does not run and bill unobserved)
+and the cancellation is journaled. Permanent errors propagate as
 :class:`~qflhw.errors.JobFailed` and the client drops out of the round.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -67,13 +72,16 @@ class JournaledRunner:
         if stored is not None:
             charge()
             return stored
-        earlier = self._earlier_job(device, key)
+        nonce = self.journal.nonce()
+        batch = dataclasses.replace(batch, nonce=nonce)
+        earlier = self._earlier_job(device, key, nonce)
         try:
             if earlier is None:
-                earlier = self._retrying(key)(self._send, device, batch, shots, charge, key)
+                state = {"attempts": 0}
+                earlier = self._retrying(key)(self._send, device, batch, shots, charge, key, state)
             else:
                 charge()
-            result = self._retrying(key)(earlier.result, self.job_timeout)
+            result = self._wait(earlier, key)
         except BackendError as err:
             self.journal.failed(str(key), str(err))
             self.journal.event("failed", str(err), client=key.client, key=str(key))
@@ -81,7 +89,20 @@ class JournaledRunner:
         self.journal.store_result(str(key), result)
         return result
 
-    def _earlier_job(self, device: Device, key: JobKey) -> JobHandle | None:
+    def _wait(self, handle: JobHandle, key: JobKey) -> BatchResult:
+        """Wait for the result (retrying the wait); past the last wait, cancel the job and record it."""
+        try:
+            return self._retrying(key)(handle.result, self.job_timeout)
+        except TransientBackendError as err:
+            try:
+                handle.cancel()
+                note = f"job {handle.job_id} cancelled after waiting {self.retries + 1} x {self.job_timeout} s: {err}"
+            except BackendError as cancel_err:
+                note = f"job {handle.job_id} could not be cancelled after the last wait ({cancel_err}): {err}"
+            self.journal.event("cancelled", note, client=key.client, key=str(key))
+            raise JobFailed(note) from err
+
+    def _earlier_job(self, device: Device, key: JobKey, nonce: str) -> JobHandle | None:
         rec = self.journal.submission(str(key))
         if rec is None:
             return None
@@ -90,10 +111,25 @@ class JournaledRunner:
                 return device.job(rec.job_id)
             except JobFailed:
                 return None
-        return device.find(key)  # pending: we may have died between sending and journaling the id
+        found = device.find(key, nonce)  # pending: we may have died between sending and journaling the id
+        if found is not None:
+            self.journal.submitted(str(key), found.job_id)
+            self.journal.event("adopted", f"found job {found.job_id} sent before a crash", client=key.client, key=str(key))
+        return found
 
-    def _send(self, device: Device, batch: Batch, shots: int | None, charge: Callable[[], None], key: JobKey) -> JobHandle:
-        """Charge, journal as pending, submit, journal the id: one attempt."""
+    def _send(
+        self, device: Device, batch: Batch, shots: int | None, charge: Callable[[], None], key: JobKey, state: dict
+    ) -> JobHandle:
+        """One attempt: after a failed one, look the job up first; else charge, journal as pending,
+        submit, journal the id."""
+        state["attempts"] += 1
+        if state["attempts"] > 1:  # the failed attempt may have created the job (or some of its parts)
+            found = device.find(key, batch.nonce)
+            if found is not None:
+                self.journal.submitted(str(key), found.job_id)
+                self.journal.event("adopted", f"found job {found.job_id} created by a failed attempt",
+                                   client=key.client, key=str(key))
+                return found
         charge()
         self.journal.pending(str(key), key.client, device.name)
         handle = device.submit(batch, shots)

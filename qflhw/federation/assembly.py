@@ -94,6 +94,20 @@ def device_seed(spec: JobSpec, client: ClientSpec) -> int:
     return stable_seed(spec.seed, client.name, "device")
 
 
+#: Longest Runtime execution mode qflhw asks for (8 h, IBM's documented session maximum).
+MAX_MODE_SECONDS = 8 * 3600
+
+
+def mode_max_time(spec: JobSpec, k: int, rows: int) -> int:
+    """``max_time`` (s) of client ``k``'s Runtime execution mode: every job of the run may take
+    up to the job timeout, so rounds x steps per round x job_timeout_s, capped at 8 h (1 h a job
+    when the spec waits forever)."""
+    cs = spec.clients[k]
+    steps = -(-rows // spec.client_setting(cs, "batch_size")) * spec.client_setting(cs, "local_epochs")
+    per_job = spec.resilience.job_timeout_s or 3600.0
+    return int(min(MAX_MODE_SECONDS, max(60.0, spec.rounds * max(steps, 1) * per_job)))
+
+
 def make_ledger(spec: JobSpec) -> Ledger:
     """The run's ledger: its USD cap and per-client, per-round shot cap."""
     return Ledger(max_usd=Decimal(str(spec.budget.max_usd)), shots_per_round=spec.budget.shots_per_round)
@@ -130,8 +144,10 @@ class Assembly:
     def device(self, k: int, *, store: Path | None = None) -> Device:
         """Client ``k``'s device as a run uses it (connecting to a real QPU, if it is one)."""
         cs = self.spec.clients[k]
+        rows = len(training_rows(self.spec, self.data, k)[1])
         return make_device(
-            cs.device, seed=device_seed(self.spec, cs), noise_scale=cs.noise_scale, calibration=cs.calibration, store=store
+            cs.device, seed=device_seed(self.spec, cs), noise_scale=cs.noise_scale, calibration=cs.calibration, store=store,
+            max_time=mode_max_time(self.spec, k, rows),
         )
 
     def offline_device(self, k: int) -> Device:
@@ -164,5 +180,6 @@ def describe_client(c: Client) -> dict:
         "physical_qubits": [int(q) for q in t.physical_qubits],
         "two_qubit_gates": t.two_qubit_gates,
         "depth": t.depth,
+        "emulated": bool(getattr(c.device, "emulated", False)),
         "stopped": c.stopped or "",
     }

@@ -205,12 +205,17 @@ class Federation:
         for name, facts in self.client_facts().items():
             mine = [r for r in self.rows if r["client"] == name]
             spent = self.ledger.by_client.get(name)
+            actual = self.ledger.actual.get(name)
             facts = dict(facts)
             stopped = facts.pop("stopped", "")
             clients[name] = {
                 **facts,
                 "shots": spent.shots if spent else 0,
                 "cost_usd": float(spent.usd) if spent else 0.0,
+                "estimated_cost_usd": float(spent.usd) if spent else 0.0,  # what the ledger charged before sending
+                # what the provider reported (None: it reported nothing billable, e.g. fake or local mode)
+                "actual_cost_usd": float(actual.usd) if actual else None,
+                "actual_shots": actual.shots if actual else None,
                 "rounds_ok": sum(1 for r in mine if r["status"] == "ok"),
                 "note": stopped or next((r["error"] for r in reversed(mine) if r["error"]), ""),
             }

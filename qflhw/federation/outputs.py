@@ -91,9 +91,12 @@ def summary_table(summary: dict) -> str:
         f"{'client':<12} {'device':<22} {'shots':>10} {'cost $':>9} {'esp':>6} {'rounds ok':>9}  note",
     ]
     for name, c in sorted(summary["clients"].items()):
+        note = c.get("note", "")
+        if c.get("emulated"):  # a dress rehearsal: charged as for real, nothing was paid
+            note = ("emulated (no money spent)" + (f"; {note}" if note else ""))
         lines.append(
             f"{name:<12} {c['device']:<22} {c['shots']:>10} {c['cost_usd']:>9.2f} {c['esp']:>6.3f} "
-            f"{c['rounds_ok']:>9}  {c.get('note', '')}"
+            f"{c['rounds_ok']:>9}  {note}"
         )
     return "\n".join(lines)
 

@@ -197,7 +197,7 @@ class Session:
             key = JobKey(f"{self.label}-{content}", 0, self.label, self._calls)
             self._calls += 1
             batch = Batch(tuple(items), key=key)
-            cost = batch_cost(self.device.profile, self.device.calibration, batch, shots)
+            cost = batch_cost(self.device, batch, shots)
             start = time.perf_counter()
             sent_before = self.journal.result(str(key)) is not None if self.journal else False
             try:

@@ -6,9 +6,14 @@ a scratch copy of ``backends/`` and ``calibration/`` (QFLHW_DATA), so the live s
 does not land in the checkout. Caps:
 
 * Braket (default ``iqm_garnet``, $0.30 per task + $0.00145 per shot): about $0.37, cap $0.99.
-* IBM (default ``ibm_torino``): the ledger prices a job at >= 2 s of QPU time ($3.20 at the
-  pay-as-you-go $1.60/s), so a cap below $1 would refuse every IBM job; the cap defaults to $3.50
-  (QFLHW_HW_IBM_MAX_USD). On the free Open Plan nothing is billed.
+* IBM (default ``ibm_kingston``; ``ibm_torino`` is retired): the ledger prices a job at >= 2 s of
+  QPU time ($3.20 at the pay-as-you-go $1.60/s), so a cap below $1 would refuse every IBM job; the
+  cap defaults to $3.50 (QFLHW_HW_IBM_MAX_USD). On the free Open Plan nothing is billed.
+
+Before spending, each test rehearses the same spec on the profile's ``_emulated`` twin (offline)
+and checks the estimate; after the run it checks that the ledger never crossed the cap, that
+exactly one provider job was journaled for the step, and that the provider-reported cost was
+recorded next to the estimate.
 
 Choose other devices with QFLHW_HW_IBM_PROFILE / QFLHW_HW_BRAKET_PROFILE (IonQ Forte costs about
 $4.30 for this run: raise QFLHW_HW_BRAKET_MAX_USD knowingly).
@@ -76,9 +81,14 @@ def _run(tmp_path: Path, provider: str, profile: str, cap: float) -> dict:
     data = tmp_path / "data"
     shutil.copytree(ROOT / "backends", data / "backends")
     shutil.copytree(ROOT / "calibration", data / "calibration")
+    env = {**os.environ, "QFLHW_DATA": str(data)}
+    rehearsal = tmp_path / "rehearsal.toml"  # the same step through the provider's local mode first
+    rehearsal.write_text(SPEC.format(provider=provider, profile=f"{profile}_emulated", cap=cap))
+    reh = subprocess.run([sys.executable, "-m", "qflhw.cli", "run", str(rehearsal), "--out", str(tmp_path / "reh"),
+                          "--quiet"], env=env, capture_output=True, text=True, timeout=1800)
+    assert reh.returncode == 0, reh.stderr[-2000:]
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(provider=provider, profile=profile, cap=cap))
-    env = {**os.environ, "QFLHW_DATA": str(data)}
     est = subprocess.run([sys.executable, "-m", "qflhw.cli", "estimate", str(spec), "--json"], env=env,
                          capture_output=True, text=True, timeout=600)
     assert est.returncode == 0, est.stderr
@@ -90,6 +100,14 @@ def _run(tmp_path: Path, provider: str, profile: str, cap: float) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["total_jobs"] == 1 and summary["total_cost_usd"] <= cap
     assert summary["clients"]["qpu"]["rounds_ok"] == 1
+    assert summary["clients"]["qpu"]["emulated"] is False
+    actual = summary["clients"]["qpu"]["actual_cost_usd"]
+    assert actual is None or actual <= cap  # what the provider reported, next to the estimate
+    import sqlite3
+
+    with sqlite3.connect(out / "journal.sqlite") as db:
+        rows = db.execute("SELECT key, job_id FROM submissions").fetchall()
+    assert len(rows) == 1 and rows[0][1]  # one step, one provider job, journaled
     live = [p for p in (data / "calibration").rglob("*.json") if json.loads(p.read_text())["provenance"]["kind"] == "live"]
     assert live, "the live calibration was not saved as a snapshot"
     return summary
@@ -98,7 +116,7 @@ def _run(tmp_path: Path, provider: str, profile: str, cap: float) -> dict:
 def test_ibm_tiny_real_run(tmp_path):
     if not _has_ibm_account():
         pytest.skip("no IBM Quantum account (saved, or QISKIT_IBM_TOKEN + QISKIT_IBM_INSTANCE)")
-    _run(tmp_path, "ibm", os.environ.get("QFLHW_HW_IBM_PROFILE", "ibm_torino"),
+    _run(tmp_path, "ibm", os.environ.get("QFLHW_HW_IBM_PROFILE", "ibm_kingston"),
          float(os.environ.get("QFLHW_HW_IBM_MAX_USD", "3.50")))
 
 

@@ -23,8 +23,9 @@ from qflhw.circuits.ionq import to_ionq_native
 from qflhw.circuits.transpile import transpile_for
 from qflhw.config.paths import data_dir
 
-DEVICES = ("ionq_forte-1", "iqm_garnet", "rigetti_ankaa-3")
-DATE = "2026-11-22"
+DEVICES = tuple(published.PUBLISHED)
+DATE = {d: spec["read"] for d, spec in published.PUBLISHED.items()}
+OLD_FORTE = "2026-11-22"  # the first Forte-1 twin used MS (Aria's entangler): kept, never overwritten
 
 
 def _props_text(device: str) -> str:
@@ -38,7 +39,7 @@ def props() -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def cals() -> dict[str, Calibration]:
-    return {d: Calibration.load(calibration_root() / d / f"{DATE}.json") for d in DEVICES}
+    return {d: Calibration.load(calibration_root() / d / f"{DATE[d]}.json") for d in DEVICES}
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,8 @@ def test_snapshots_are_published_and_reproducible(cals):
         cal = cals[d]
         assert cal.provenance.kind == "published"
         assert "published median figures applied uniformly" in cal.provenance.notes
-        assert cal.provenance.source and cal.provenance.retrieved == DATE
-        assert cal.date.isoformat() == DATE
+        assert cal.provenance.source and cal.provenance.retrieved == DATE[d]
+        assert cal.date.isoformat() == DATE[d]
         assert rebuilt[d].same_figures(cal)  # the files on disk come from the properties JSON
 
 
@@ -68,12 +69,26 @@ def test_properties_files_come_from_the_published_table():
         assert json.loads(_props_text(d)) == json.loads(json.dumps(published.published_properties(d)))
 
 
-def test_ionq_forte(props, cals):
-    p, cal = props["ionq_forte-1"], cals["ionq_forte-1"]
+def test_profiles_and_properties_cite_no_files_outside_the_repository():
+    from qflhw.config.profiles import available, load_profile
+
+    for name in available():
+        prof = load_profile(name)
+        for text in (prof.price.source, prof.notes):
+            assert "shared/" not in text and "SDK-NOTES" not in text and "/work/" not in text, name
+        if prof.price.per_shot or prof.price.per_second:
+            assert "https://" in prof.price.source and prof.price.read is not None, name
+    for d in DEVICES:
+        assert "SDK-NOTES" not in _props_text(d) and "shared/" not in _props_text(d)
+
+
+@pytest.mark.parametrize("device", ["ionq_forte-1", "ionq_forte-enterprise-1"])
+def test_ionq_forte(props, cals, device):
+    p, cal = props[device], cals[device]
     n = p["paradigm"]["qubitCount"]
     assert n == 36 and cal.num_qubits == 36
     assert p["paradigm"]["connectivity"]["fullyConnected"] is True
-    assert p["paradigm"]["nativeGateSet"] == ["gpi", "gpi2", "ms"]
+    assert p["paradigm"]["nativeGateSet"] == ["gpi", "gpi2", "zz"]  # Forte: ZZ, not MS
     assert p["service"]["deviceLocation"] == "us-east-1"
     assert set(cal.coupling_map) == set(itertools.permutations(range(n), 2))  # all-to-all
 
@@ -81,22 +96,30 @@ def test_ionq_forte(props, cals):
     f1 = std["singleQubitFidelity"][0]["fidelity"]
     f2 = std["twoQubitGateFidelity"][0]["fidelity"]
     fro = std["readoutFidelity"][0]["fidelity"]
-    # equivalent qiskit basis: gpi2 -> sx, gpi -> x, ms -> rxx, virtual rz
-    assert set(cal.native_gates) == {"sx", "x", "rz", "rxx", "measure"}
+    # equivalent qiskit basis: gpi2 -> sx, gpi -> x, zz -> rzz, virtual rz
+    assert set(cal.native_gates) == {"sx", "x", "rz", "rzz", "measure"}
     for gate in ("sx", "x"):
         errs = _errors(cal, gate)
         assert len(errs) == n and all(e == pytest.approx(1 - f1, rel=1e-12) for e in errs.values())
     assert all(e == 0 for e in _errors(cal, "rz").values())
-    rxx = _errors(cal, "rxx")
-    assert len(rxx) == n * (n - 1) and all(e == pytest.approx(1 - f2, rel=1e-12) for e in rxx.values())
+    rzz = _errors(cal, "rzz")
+    assert len(rzz) == n * (n - 1) and all(e == pytest.approx(1 - f2, rel=1e-12) for e in rzz.values())
     for q in cal.qubits:
         assert q.prob_meas1_prep0 == pytest.approx(1 - fro) and q.prob_meas0_prep1 == pytest.approx(1 - fro)
         assert q.t1 == pytest.approx(std["T1"]["value"]) and q.t2 == pytest.approx(std["T2"]["value"])
     assert p["provider"]["fidelity"]["2Q"]["mean"] == f2  # the emulator reads the provider block
-    assert "rz/sx/x/rxx" in cal.provenance.notes
+    assert "rz/sx/x/rzz" in cal.provenance.notes
 
 
-@pytest.mark.parametrize("device, n, gate2, braket2", [("iqm_garnet", 20, "cz", "cz"), ("rigetti_ankaa-3", 84, "iswap", "iswap")])
+def test_the_first_forte_twin_stays_as_it_was():
+    old = Calibration.load(calibration_root() / "ionq_forte-1" / f"{OLD_FORTE}.json")
+    assert "rxx" in old.native_gates and old.schema_ == "qflhw.calibration/1"
+
+
+@pytest.mark.parametrize("device, n, gate2, braket2", [
+    ("iqm_garnet", 20, "cz", "cz"), ("iqm_emerald", 54, "cz", "cz"),
+    ("rigetti_ankaa-3", 84, "iswap", "iswap"), ("rigetti_cepheus-1-108q", 108, "iswap", "iswap"),
+])
 def test_lattice_devices(props, cals, device, n, gate2, braket2):
     p, cal = props[device], cals[device]
     assert p["paradigm"]["qubitCount"] == n and cal.num_qubits == n
@@ -108,7 +131,11 @@ def test_lattice_devices(props, cals, device, n, gate2, braket2):
     edges |= {(b, a) for a, b in edges}
     assert set(cal.coupling_map) == edges  # the lattice, both directions
 
-    one_q = {"iqm_garnet": ["r"], "rigetti_ankaa-3": ["sx", "x"]}[device]
+    one_q = ["r"] if device.startswith("iqm") else ["sx", "x"]
+    if device.startswith("iqm"):  # IQM lists each coupler once, as Braket's IQM properties do
+        listed = [(a, b) for a, bs in graph.items() for b in bs]
+        assert len(listed) == len(p["standardized"]["twoQubitProperties"])
+        assert {f"{a}-{b}" for a, b in listed} == set(p["standardized"]["twoQubitProperties"])
     for lab, qp in p["standardized"]["oneQubitProperties"].items():
         i = index[int(lab)]
         fids = {f["fidelityType"]["name"]: f["fidelity"] for f in qp["oneQubitFidelity"]}
@@ -149,8 +176,9 @@ def test_ansatz_transpiles_to_natives(cals, transpiled, device):
     assert set(nm.noise_instructions) >= {g for g in natives if g != "rz"}
 
 
-def test_ionq_basis_maps_exactly_onto_gpi_gpi2_ms(transpiled):
-    tr = transpiled["ionq_forte-1"]
+def test_ionq_basis_maps_exactly_onto_gpi_gpi2_ms():
+    old = Calibration.load(calibration_root() / "ionq_forte-1" / f"{OLD_FORTE}.json")
+    tr = transpile_for(build("rot-crx", 4, 2).circuit, old)
     rng = np.random.default_rng(7)
     bound = tr.compact.assign_parameters(rng.uniform(-math.pi, math.pi, len(tr.compact.parameters)))
     bound.rxx(2.6, 0, 1)  # |angle| > pi/2 and negative angles take the other branches
@@ -166,6 +194,30 @@ def test_ionq_basis_maps_exactly_onto_gpi_gpi2_ms(transpiled):
     assert Operator(check).equiv(Operator(bound))
 
 
+def test_forte_basis_maps_exactly_onto_gpi_gpi2_zz(transpiled):
+    """rzz(t) -> qiskit_ionq ZZGate(t / 2pi), through the Z frame; Braket then writes zz(t) in radians."""
+    from qiskit_braket_provider import to_braket
+
+    tr = transpiled["ionq_forte-1"]
+    assert "rzz" in tr.isa.count_ops()
+    rng = np.random.default_rng(11)
+    bound = tr.compact.assign_parameters(rng.uniform(-math.pi, math.pi, len(tr.compact.parameters)))
+    bound.rzz(2.6, 0, 1)
+    bound.rzz(-0.4, 1, 2)
+    native, frame = to_ionq_native(bound)
+    assert set(native.count_ops()) <= {"gpi", "gpi2", "zz"} and "zz" in native.count_ops()
+    check = native.copy()
+    for q, f in enumerate(frame):
+        check.rz(f, q)
+    assert Operator(check).equiv(Operator(bound))
+    src = to_braket(native, verbatim=True).to_ir().source
+    import re
+
+    zz = [(float(a), q) for a, q in re.findall(r"zz\(([-0-9.e]+)\) (\$\d+, \$\d+);", src)]
+    assert zz[-2][1] == "$0, $1" and zz[-2][0] == pytest.approx(2.6, abs=1e-12)  # Braket zz(theta) = exp(-i theta/2 ZZ)
+    assert zz[-1][1] == "$1, $2" and zz[-1][0] == pytest.approx(-0.4, abs=1e-12)
+
+
 # ------------------------------------------------------------------------------ Braket side
 @pytest.mark.parametrize("device", DEVICES)
 def test_properties_run_in_braket_local_emulator(props, device):
@@ -173,14 +225,21 @@ def test_properties_run_in_braket_local_emulator(props, device):
     from braket.emulation.local_emulator import LocalEmulator
 
     emulator = LocalEmulator.from_json(_props_text(device))
-    a, b = {"ionq_forte-1": (0, 1), "iqm_garnet": (1, 2), "rigetti_ankaa-3": (0, 1)}[device]
+    family = published.PUBLISHED[device]["family"]
+    a, b = (1, 2) if family == "iqm" else (0, 1)
     body = {
-        "ionq_forte-1": Circuit().gpi2(a, 0.0).ms(a, b, 0.0, 0.0),
-        "iqm_garnet": Circuit().prx(a, math.pi / 2, 0.0).cz(a, b),
-        "rigetti_ankaa-3": Circuit().rx(a, math.pi / 2).iswap(a, b),
-    }[device]
+        "ionq": Circuit().gpi2(a, 0.0).zz(a, b, 0.3),
+        "iqm": Circuit().prx(a, math.pi / 2, 0.0).cz(a, b),
+        "rigetti": Circuit().rx(a, math.pi / 2).iswap(a, b),
+    }[family]
     counts = emulator.run(Circuit().add_verbatim_box(body), shots=100).result().measurement_counts
     assert sum(counts.values()) == 100
+    if family == "iqm":  # the coupler is listed 1 -> 2: the emulator refuses the other direction
+        with pytest.raises(ValueError, match="2 is not connected to 1"):
+            emulator.run(Circuit().add_verbatim_box(Circuit().cz(b, a)), shots=10).result()
+    if family == "ionq":  # Forte has no MS
+        with pytest.raises(ValueError, match="MS is not a native gate"):
+            emulator.run(Circuit().add_verbatim_box(Circuit().ms(a, b, 0.0, 0.0)), shots=10).result()
 
 
 def test_converter_handles_gaps_and_missing_data(props):

@@ -176,3 +176,60 @@ def test_version_2_keeps_labels_as_a_field(tmp_path):
     raw["qubit_labels"] = [1] * 20
     with pytest.raises(ValidationError, match="each of the 20 qubits once"):
         Calibration.model_validate(raw)
+
+
+# ------------------------------------------------------------------------------ dating and same-day captures
+def _capture(cal: Calibration, when: str, bump: float = 0.0) -> Calibration:
+    """``cal`` as captured at ``when`` (UTC), with its first gate error raised by ``bump``."""
+    import datetime as dt
+
+    captured = dt.datetime.fromisoformat(when).replace(tzinfo=dt.UTC)
+    gates = list(cal.gates)
+    gates[0] = gates[0].model_copy(update={"error": gates[0].error + bump})
+    return cal.model_copy(update={"schema_": "qflhw.calibration/2", "date": captured.date(), "captured": captured,
+                                  "gates": tuple(gates)})
+
+
+def test_a_changed_capture_of_the_same_day_is_a_new_file(tmp_path, torino):
+    first = _capture(torino, "2026-12-01T08:00:00")
+    kept, path, new = calibration.save_capture(first, tmp_path)
+    assert new and path.name == "2026-12-01.json" and kept is first
+    again, path2, new2 = calibration.save_capture(_capture(torino, "2026-12-01T09:30:00"), tmp_path)
+    assert not new2 and path2 == path and again.id == first.id  # same figures: the stored one is reused
+    changed = _capture(torino, "2026-12-01T14:05:09", bump=1e-4)
+    kept3, path3, new3 = calibration.save_capture(changed, tmp_path)
+    assert new3 and path3.name == "2026-12-01T140509Z.json" and kept3.id != first.id
+    assert path.read_text() == first.to_json() + "\n"  # the day's first file is untouched
+    # <device>/<date> names the day's first snapshot, <device>/latest the newest, the stamp the later one
+    assert calibration.resolve("ibm_torino/2026-12-01", tmp_path) == path
+    assert calibration.resolve("ibm_torino/latest", tmp_path) == path3
+    assert calibration.resolve("ibm_torino/2026-12-01T140509Z", tmp_path) == path3
+    assert Calibration.load(path3).captured == changed.captured
+    later_day = _capture(torino, "2026-12-02T00:00:01")
+    assert calibration.save_capture(later_day, tmp_path)[1].name == "2026-12-02.json"
+    assert calibration.resolve("ibm_torino/latest", tmp_path).name == "2026-12-02.json"
+
+
+def test_captured_is_optional_and_v1_files_refuse_it(tmp_path, torino):
+    raw = json.loads(torino.to_json())
+    assert "captured" not in raw  # files without a capture time write back without one
+    raw["captured"] = "2026-12-01T00:00:00Z"
+    with pytest.raises(ValidationError, match="captured is a field of qflhw.calibration/2"):
+        Calibration.model_validate(raw)
+
+
+def test_braket_snapshots_are_dated_by_their_figures_not_the_service_listing():
+    from qflhw.calibration.braket_import import from_braket_properties
+    from qflhw.calibration.published import properties_path
+
+    raw = json.loads(properties_path("iqm_garnet").read_text())
+    raw["service"]["updatedAt"] = "2020-01-01T00:00:00"  # the listing changed long ago
+    cal = from_braket_properties(raw, device="iqm_x", source="test")
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    assert cal.date != dt.date(2020, 1, 1) and abs((now - cal.captured).total_seconds()) < 120  # captured now
+    ionq = json.loads(properties_path("ionq_forte-1").read_text())
+    ionq["standardized"]["updatedAt"] = "2026-11-30T17:45:00"  # the calibration time the figures carry
+    cal = from_braket_properties(ionq, device="ionq_x", source="test")
+    assert cal.date == dt.date(2026, 11, 30) and cal.stamp == "2026-11-30T174500Z"

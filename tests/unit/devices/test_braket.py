@@ -66,9 +66,10 @@ def test_local_emulator_matches_the_fake_device(model):
     assert np.all(np.abs(res.items[0].values - exact) <= 4 * res.items[0].stderr + 0.05)
 
 @pytest.mark.parametrize("profile, twin, gates", [
-    ("ionq_forte-1", "ionq_forte-1", {"gpi", "gpi2", "ms"}),
-    ("rigetti_cepheus-1-108q", "rigetti_ankaa-3", {"rx", "rz", "iswap"}),
+    ("ionq_forte-1", "ionq_forte-1", {"gpi", "gpi2", "zz"}),  # Forte: ZZ, never MS
+    ("rigetti_cepheus-1-108q", "rigetti_cepheus-1-108q", {"rx", "rz", "iswap"}),
     ("iqm_garnet", "iqm_garnet", {"prx", "cz"}),
+    ("iqm_emerald", "iqm_emerald", {"prx", "cz"}),
 ])
 def test_native_verbatim_programs_are_exact_on_a_noiseless_simulator(model, profile, twin, gates):
     """Verbatim boxes of native gates only, on physical qubit labels; a noiseless simulator then
@@ -166,7 +167,12 @@ class Cloud:
         return task
 
     def _run(self, ps, shots=None, **kwargs):  # noqa: ANN001, ANN003
-        assert isinstance(ps, ProgramSet) and shots == ps.total_shots
+        self.kwargs = kwargs
+        if not isinstance(ps, ProgramSet):  # one circuit: a task of its own
+            e = self._entry(ps)
+            return self._task(Mock(measurements=e.measurements, measured_qubits=e.measured_qubits,
+                                   spec=["measurements", "measured_qubits"]))
+        assert shots == ps.total_shots
         entries = [Mock(spec=CompositeEntry, entries=[self._entry(c)]) for c in ps.entries]
         self.kwargs = kwargs
         return self._task(Mock(spec=ProgramSetQuantumTaskResult, entries=entries))
@@ -195,7 +201,8 @@ def test_cloud_one_program_set_task_per_batch(tmp_path, model):
     res = job.result(timeout=5)
     # logical qubit 0 always reads 1: Z0 = -1, Z1 = +1, XX parity odd = -1
     np.testing.assert_allclose(res.items[0].values, np.tile([-1.0, 1.0, -1.0], (3, 1)))
-    assert res.metadata == {"provider": "braket", "tasks": 1, "local": False}
+    assert res.metadata == {"provider": "braket", "tasks": 1, "local": False, "emulated": False,
+                            "usage": {"tasks": 1, "shots": 0, "executables": 6}}  # the mock reports no shots
 
 def test_cloud_fetch_by_task_arn_from_another_process(tmp_path, model):
     c = Cloud(tmp_path)
@@ -222,17 +229,22 @@ def test_device_without_program_sets_runs_a_batch_of_tasks(tmp_path, model):
     batch = _batch(c.device, model, np.zeros((2, len(model.parameters))), z_observables(2), key="run/r0/a/s0")
     c.first_physical = batch.items[0].circuit.final_physical[0]
     job = c.device.submit(batch, shots=7)
-    assert c.aws.run_batch.call_count == 1 and len(c.tasks) == 2 and job.job_id.count("|") == 1
+    assert c.aws.run.call_count == 2 and len(c.tasks) == 2 and job.job_id.count("|") == 1  # one task each
     np.testing.assert_allclose(job.result().items[0].values, [[-1.0, 1.0]] * 2)
 
-def test_too_many_shots_for_one_program_set_is_refused_before_sending(tmp_path, model):
+def test_the_devices_total_shot_limit_splits_a_step_and_the_ledger_counts_the_tasks(tmp_path, model):
+    """maximumTotalShots = 10 (read from the device): 3 executables x 7 shots are 3 one-executable
+    tasks, and jobs_needed (what the ledger charges task fees for) says 3 before anything is sent."""
     caps = _caps("iqm_garnet").copy(deep=True)
     caps.action["braket.ir.openqasm.program_set"].maximumTotalShots = 10
     c = Cloud(tmp_path, caps=caps)
     batch = _batch(c.device, model, np.zeros((3, len(model.parameters))), z_observables(2), key="run/r0/a/s9")
-    with pytest.raises(ConfigError, match="tasks"):
-        c.device.submit(batch, shots=7)
-    assert c.aws.run.call_count == 0
+    assert c.device.jobs_needed(batch, 7) == 3
+    job = c.device.submit(batch, shots=7)
+    assert c.aws.run.call_count == 3 and job.job_id.count("|") == 2
+    with pytest.raises(ConfigError, match="exceed the 10 shots"):  # a single circuit over the limit: refused unsent
+        c.device.submit(_batch(c.device, model, np.zeros((1, len(model.parameters))), z_observables(2), key="run/r0/a/s8"), 11)
+    assert c.aws.run.call_count == 3
 
 @pytest.mark.parametrize("where, err, expected", [
     ("run", _client_error("ThrottlingException"), TransientBackendError),
@@ -335,3 +347,23 @@ def test_federation_issues_one_task_per_client_per_step(tmp_path):
     shots = (4 + 2) * 9 * 7 * 2
     assert summary["total_shots"] == shots
     assert summary["total_cost_usd"] == pytest.approx(steps * 0.30 + shots * 0.00145)
+
+def test_mixed_shots_are_one_task_per_shot_value_and_charged_so(tmp_path, model):
+    """Client-side ZNE with variance-weighted shots: items with different shots become one program
+    set per shot value, and the ledger charged exactly those task fees before sending."""
+    from qflhw.execution.budget import Ledger
+    from qflhw.execution.evaluator import CircuitEvaluator
+    from qflhw.execution.mitigation import ZNE
+
+    c = Cloud(tmp_path)
+    ledger = Ledger(max_usd=10_000)
+    ev = CircuitEvaluator(c.device, model, z_observables(2), client="a", shots=7, ledger=ledger,
+                          mitigation=ZNE(c.device.calibration, scale_factors=[1, 3, 5]), shot_allocation="variance-weighted")
+    ev.item_variance = [1.0, 2.0, 4.0]
+    shots = ev._allocate(7, ev.rows_per_point())
+    assert len(set(shots)) > 1  # the step mixes shot counts
+    c.first_physical = ev.transpiled.final_physical[0]
+    ev(np.zeros((1, 2)), np.zeros(len(model.weights)), key=JobKey("run", 0, "a", 0), round_=0)
+    assert c.aws.run.call_count == len(set(shots)) == ledger.spent.tasks
+    per_task = {ps.shots_per_executable for ps in (call.args[0] for call in c.aws.run.call_args_list)}
+    assert per_task == set(shots)

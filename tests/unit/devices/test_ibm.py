@@ -70,12 +70,14 @@ def test_local_mode_matches_the_fake_device_within_shot_noise(torino):
     assert np.all(np.abs(item.values - exact) <= 4.5 * item.stderr + 1e-3)
     assert res.calibration_id == torino.id
 
-def test_one_runtime_batch_per_round_and_one_job_per_step(torino, model):
+def test_one_runtime_mode_per_run_and_one_job_per_step(torino, model):
     dev = IBMDevice(load_profile("ibm_torino"), torino)
     b = np.zeros((2, len(model.parameters)))
     for key in ("run/r0/a/s0", "run/r0/a/s1", "run/r1/a/s0"):
         dev.run(_batch(dev, model, b, z_observables(2), key=key), shots=50)
-    assert dev.submissions == 3 and dev.batches_opened == 2
+    assert dev.submissions == 3 and dev.batches_opened == 1  # rounds share the run's execution mode
+    dev.run(_batch(dev, model, b, z_observables(2), key="other/r0/a/s0"), shots=50)
+    assert dev.batches_opened == 2  # another run: another mode
     # parameters all zero: the state stays |00>, so Z is near +1 on both qubits (readout error only)
     res = dev.run(_batch(dev, model, b, z_observables(2), key="run/r1/a/s1"), shots=400)
     assert np.all(res.items[0].values > 0.8)
@@ -184,6 +186,7 @@ class Cloud:
             job.job_id.return_value = f"job-{len(self.jobs)}"
             job.status.side_effect = list(self.statuses) + ["DONE"] * 10
             job.result.return_value = _sampler_result(pubs)
+            job.usage.return_value = 1.5  # quantum seconds the service reports
             self.pubs.append(pubs)
             self.jobs.append(job)
             return job
@@ -226,7 +229,8 @@ def test_cloud_submit_status_result(tmp_path, model):
     # every shot reads bit0 = 1, bit1 = 0: Z0 = -1, Z1 = +1; in the XX basis the parity is odd: XX = -1
     np.testing.assert_allclose(res.items[0].values, np.tile([-1.0, 1.0, -1.0], (3, 1)))
     np.testing.assert_allclose(res.items[0].stderr, 0.0)
-    assert res.metadata == {"provider": "ibm", "primitive": "sampler", "local": False}
+    assert res.metadata == {"provider": "ibm", "primitive": "sampler", "local": False, "emulated": False, "jobs": 1,
+                            "usage": {"executed_shots": 2 * 3 * 64, "quantum_seconds": 1.5}}
 
 def test_cloud_fetch_by_id_from_another_process(tmp_path, model):
     c = Cloud(None, tmp_path)
@@ -334,11 +338,11 @@ def test_federation_issues_one_job_per_client_per_step(tmp_path):
     fed = Federation(spec, tmp_path / "run", devices={"a": local, "b": cloud.device}, progress=False)
     summary = fed.run()
     steps = 2 * 2  # ceil(8 rows / batch 4) x 2 rounds
-    assert local.submissions == steps and local.batches_opened == 2
+    assert local.submissions == steps and local.batches_opened == 1
     assert cloud.sampler_cls.return_value.run.call_count == steps == cloud.device.submissions
-    assert cloud.batch_cls.call_count == 2  # one Runtime Batch per round
-    # every Batch is closed, the run's last one by Federation.run's finally
-    assert cloud.batch_cls.return_value.close.call_count == 2 and cloud.device._ctx is None
+    assert cloud.batch_cls.call_count == 1  # one Runtime Batch per run, not per round
+    # it is closed by Federation.run's finally
+    assert cloud.batch_cls.return_value.close.call_count == 1 and cloud.device._ctx is None
     assert summary["total_jobs"] == 2 * steps
     assert summary["clients"]["a"]["rounds_ok"] == 2 and summary["clients"]["b"]["rounds_ok"] == 2
     assert summary["total_cost_usd"] > 0
