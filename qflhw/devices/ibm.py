@@ -195,6 +195,10 @@ class IBMJob:
         except Exception as err:  # noqa: BLE001 - classified below
             raise classify(err, f"device {self.device.name}: job {self.job_id}", fetching=True) from err
 
+    def queue_position(self) -> str | None:
+        """Qiskit Runtime's job API no longer reports a queue position (qiskit-ibm-runtime >= 0.2x)."""
+        return None
+
     def cancel(self) -> None:
         try:
             self._job.cancel()
