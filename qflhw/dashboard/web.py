@@ -26,7 +26,7 @@ from typing import Any
 
 from qflhw.config.spec import AGGREGATION_METHODS, BUILTIN_DATASETS
 from qflhw.dashboard.launch import PRIVATE, Launched, RunRequest, free_devices, start_run
-from qflhw.dashboard.state import RunState, list_runs, read_state, resolve_run
+from qflhw.dashboard.state import ACTIVE_STATES, RunState, list_runs, read_state, resolve_run
 from qflhw.errors import QflhwError
 from qflhw.execution.events import describe
 
@@ -129,7 +129,7 @@ class Dashboard:
         def update() -> None:
             table.rows = rows()
             table.update()
-            count.set_text(f"{len(table.rows)} runs")
+            count.set_text(f"{len(table.rows)} run{'' if len(table.rows) == 1 else 's'}")
 
         update()
         ui.timer(REFRESH_S, update)
@@ -233,6 +233,8 @@ class Dashboard:
         from nicegui import ui
 
         st = self.state(path, name)
+        if compact:
+            ui.link(name, f"/run/{name}").classes("text-h6")
         status = ui.label().classes("text-subtitle1").props(f'data-testid="status-{name}"' if compact else 'data-testid="status"')
         ui.label(", ".join(f"{k} {v}" for k, v in st.settings.items())).classes("text-caption")
         curve = ui.echart(_curve_options(st)).classes("w-full h-72").props(
@@ -247,8 +249,13 @@ class Dashboard:
             events = ui.table(columns=[{"name": c, "label": c, "field": c, "align": "left"} for c in ("time", "kind", "what")],
                               rows=[], row_key="n").props('data-testid="events" flat dense')
 
+        shown: list[RunState] = []
+
         def update() -> None:
             s = self.state(path, name)
+            if shown and shown[0] is s and not any(c.state in ACTIVE_STATES for c in s.clients.values()):
+                return  # nothing changed on disk and no job is waiting: keep the page as it is
+            shown[:] = [s]
             planned = f" of {s.planned_rounds}" if s.planned_rounds else ""
             acc = f", test accuracy {s.accuracy[-1]:.3f}" if s.accuracy else ""
             status.set_text(f"{s.status}: rounds done {s.rounds_done}{planned}{acc}; spent ${s.total_usd:.2f}"

@@ -96,7 +96,7 @@ class JournaledRunner:
             self.events.emit("failed", **_where(key), job_id=handle.job_id if handle else None, error=str(err))
             raise
         self.journal.store_result(str(key), result)
-        self.events.emit("result", **_where(key), job_id=result.job_id, shots=result.shots)
+        self.events.emit("result", **_where(key), job_id=result.job_id)
         return result
 
     def _earlier_job(self, device: Device, key: JobKey) -> JobHandle | None:
