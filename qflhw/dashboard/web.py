@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +191,7 @@ class Dashboard:
                     )
 
         devices()
-        n_clients.on_value_change(devices.refresh)
+        n_clients.on_value_change(lambda _: devices.refresh())
         error = ui.label().classes("text-negative").props('data-testid="form-error"')
 
         def start() -> None:
@@ -382,5 +383,10 @@ def serve(runs_dir: Path, *, host: str = "127.0.0.1", port: int = 8765) -> None:
     from nicegui import ui
 
     Dashboard(root).pages()
+    shown = f"[{host}]" if ":" in host else host
+    print(f"qflhw dashboard of {root}: http://{shown}:{port}/ (Ctrl-C stops it)", flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"qflhw: warning: bound to {host}: anyone who can reach this address can start runs on fake devices "
+              "and read every run in the folder", file=sys.stderr, flush=True)
     ui.run(host=host, port=port, reload=False, show=False, title="qflhw dashboard", show_welcome_message=False,
            uvicorn_logging_level="warning", favicon="⚛")

@@ -196,7 +196,7 @@ class IBMJob:
             raise classify(err, f"device {self.device.name}: job {self.job_id}", fetching=True) from err
 
     def queue_position(self) -> str | None:
-        """Qiskit Runtime's job API no longer reports a queue position (qiskit-ibm-runtime >= 0.2x)."""
+        """None: Qiskit Runtime's ``RuntimeJobV2`` reports no queue position (only its status)."""
         return None
 
     def cancel(self) -> None:

@@ -189,8 +189,9 @@ def describe(e: dict) -> str:
         return f"round {e.get('round')}: checkpoint committed"
     if kind == "round":
         acc = e.get("test_accuracy")
+        spent = f", ${e['spent_usd']:.2f} spent so far" if isinstance(e.get("spent_usd"), int | float) else ""
         return (f"round {e.get('round')} done: test accuracy {acc if acc is None else f'{acc:.3f}'}, "
-                f"{e.get('clients_ok')}/{e.get('clients')} clients aggregated, total ${e.get('spent_usd', 0):.2f}")
+                f"{e.get('clients_ok')}/{e.get('clients')} clients aggregated{spent}")
     if kind == "run":
         again = "resumed" if e.get("resumed") else "started"
         return f"run {e.get('run_id')} {again} at round {e.get('start_round')} of {e.get('rounds')} (pid {e.get('pid')})"

@@ -83,6 +83,7 @@ class FlowerFederation(Federation):
     def train_selected(self, round_: int) -> list[ClientResult]:
         names = [self.spec.clients[i].name for i in selected_indices(self.spec, round_)]
         online = self._online_nodes()
+        disconnected = {c for n, c in self.node_client.items() if n not in online}  # served a client before, gone now
         targets = [n for n in online if self.node_client.get(n) in (None, *names)]
         ins = Instruction(self.params, round_, tuple(names), self.digest)
         replies, silent = self._exchange(ins, targets)
@@ -127,9 +128,14 @@ class FlowerFederation(Federation):
             if name in reports:
                 out.append(reports[name])
                 continue
-            reason = problems.get(name) or "no SuperNode reported for this client" + (
-                f"; unidentified SuperNodes failed: {problems[None]}" if None in problems else ""
-            )
+            if name in problems:
+                reason = problems[name]
+            elif name in disconnected:
+                reason = "its SuperNode went offline before the round"
+            else:
+                reason = "no SuperNode reported for this client" + (
+                    f"; unidentified SuperNodes failed: {problems[None]}" if None in problems else ""
+                )
             log(WARNING, "round %s: client %s dropped out: %s", round_, name, reason)
             device = self.client_facts()[name]["device"]
             samples = self.samples.get(name, 0)
