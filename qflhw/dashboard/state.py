@@ -139,6 +139,9 @@ def read_state(run_dir: str | Path, name: str | None = None) -> RunState:
     except (json.JSONDecodeError, OSError):
         st.summary = None
     st.events = read_events(run_dir / EVENTS_FILE)
+    sites = sorted(run_dir.glob(f"sites/*/*/{EVENTS_FILE}"))  # Flower simulation: each site logs its own jobs
+    if sites:
+        st.events = sorted(st.events + [e for path in sites for e in read_events(path)], key=lambda e: str(e.get("time", "")))
     _rounds(st)
     counted = _spend_before(st)
     if st.events:

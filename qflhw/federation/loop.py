@@ -192,6 +192,7 @@ class Federation:
             for r in sorted(set(range(self.next_round)) - events.logged_rounds()):
                 self._round_event(r, recovered=True)  # a kill between a checkpoint and its line
             bar = _progress(self.spec.rounds, self.next_round, enabled=self.progress)
+            first = self.next_round
             with _quiet_logs_under(self.progress):
                 for r in range(self.next_round, self.spec.rounds):
                     acc, _ = self.run_round(r)
@@ -206,19 +207,21 @@ class Federation:
                     for hook in self.round_hooks:
                         hook(self, r)
                     bar(r, acc)
-            summary = self.write_outputs(finished=True, seconds=time.perf_counter() - start)
+            # the last round drew the final curve already; draw it here only if no round ran now
+            summary = self.write_outputs(finished=True, seconds=time.perf_counter() - start, plot=first >= self.spec.rounds)
             events.emit("finished", run_id=self.run_id, final_test_accuracy=summary["final_test_accuracy"])
         finally:
             self.close()
         return summary
 
-    def write_outputs(self, *, finished: bool, seconds: float | None = None) -> dict:
+    def write_outputs(self, *, finished: bool, seconds: float | None = None, plot: bool = True) -> dict:
         """Rewrite ``metrics.csv``, ``summary.json`` (``finished`` says whether it is final) and the
         learning curve from the rounds done so far; returns the summary."""
         write_metrics(self.run_dir / "metrics.csv", self.rows)
         summary = self.summary(seconds, finished=finished)
         write_summary(self.run_dir / "summary.json", summary)
-        plot_learning_curve(self.run_dir / "learning_curve.png", self.rows, f"{self.spec.name} ({self.run_id})")
+        if plot:
+            plot_learning_curve(self.run_dir / "learning_curve.png", self.rows, f"{self.spec.name} ({self.run_id})")
         return summary
 
     def _round_event(self, r: int, *, recovered: bool = False) -> None:

@@ -184,3 +184,17 @@ def _render(st) -> str:
     console = Console(record=True, width=200, file=io.StringIO())
     console.print(render(st))
     return console.export_text()
+
+
+def test_flower_simulation_sites_are_merged_in(tmp_path):
+    """With --engine flower-sim the jobs are logged by each site under sites/: the view shows them."""
+    events = _events(os.getpid(), socket.gethostname())
+    server = [e for e in events if "client" not in e]
+    _write_run(tmp_path / "r", server)
+    for client in ("a", "b"):
+        site = tmp_path / "r" / "sites" / client / "flower-run-7"
+        site.mkdir(parents=True)
+        (site / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events if e.get("client") == client))
+    st = read_state(tmp_path / "r")
+    assert [e["time"] for e in st.events] == sorted(e["time"] for e in events)
+    assert (st.clients["a"].state, st.clients["a"].job_id, st.clients["b"].last_error) == ("running", "j1", "retry 1: throttled")
