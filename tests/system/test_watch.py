@@ -76,8 +76,8 @@ def test_watch_and_report_mid_run_and_the_result_is_unchanged(spec_path, tmp_pat
         assert all(c.returncode == 0 for c in calls), [c.stderr for c in calls]
 
         # paused after round 1: two of four rounds are done, and both commands say so
-        rows = list(csv.DictReader(open(run_dir / "metrics.csv", newline="")))
-        acc = float(rows[-1]["global_test_accuracy"])
+        with open(run_dir / "metrics.csv", newline="") as fh:
+            acc = float(list(csv.DictReader(fh))[-1]["global_test_accuracy"])
         watch = _qflhw("watch", str(run_dir), "--once")
         assert watch.returncode == 0, watch.stderr
         assert "running" in watch.stdout and "rounds 2 of 4" in watch.stdout and f"test accuracy {acc:.3f}" in watch.stdout
