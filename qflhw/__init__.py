@@ -17,9 +17,13 @@ device that needs them is built.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from qflhw.errors import QflhwError
+
+# A library logs and lets the application choose where it goes (`qflhw -v` does on the terminal)
+logging.getLogger("qflhw").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from qflhw.config.profiles import DeviceProfile, load_profile

@@ -1,15 +1,18 @@
 """The ``qflhw`` command line.
 
 Every user error ends in one line on stderr naming the file, field, client or device and the
-fix, with exit status 2; nothing already written is touched.
+fix, with exit status 2; nothing already written is touched. ``-v`` / ``--log-level`` show the
+run's events (submissions, job states, retries, dropouts, rounds) as log lines on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from qflhw.calibration import snapshot as cal_mod
@@ -23,12 +26,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.engine == "flower-sim":  # the same rounds in Flower's simulation engine (qflhw[flower])
         from qflhw.flower.simulation import run_simulation
 
+        if args.tensorboard:
+            from qflhw.federation.tensorboard import require_tensorboard
+
+            require_tensorboard()
         spec, run_dir, source = prepare(args.spec, args.out)
         run_dir.mkdir(parents=True, exist_ok=True)
         keep_spec(spec, run_dir, source)
-        summary = run_simulation(spec, args.spec, run_dir, progress=not args.quiet)
+        summary = run_simulation(spec, args.spec, run_dir, progress=not args.quiet, tensorboard=args.tensorboard)
     else:
-        result = run(args.spec, args.out, progress=not args.quiet)
+        result = run(args.spec, args.out, progress=not args.quiet, tensorboard=args.tensorboard)
         run_dir, summary = result.run_dir, result.summary
     print(summary_table(summary))
     print(f"outputs: {run_dir}/ (metrics.csv, summary.json, learning_curve.png)")
@@ -46,11 +53,15 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from qflhw.federation.outputs import summary_table
-    from qflhw.federation.runs import reopen
+    from qflhw.federation.runs import reopen, run_with_hooks
 
+    if args.tensorboard:
+        from qflhw.federation.tensorboard import require_tensorboard
+
+        require_tensorboard()
     fed = reopen(args.run_dir, progress=not args.quiet)
     print(f"resuming {args.run_dir} at round {fed.next_round} of {fed.spec.rounds}", file=sys.stderr)
-    print(summary_table(fed.run()))
+    print(summary_table(run_with_hooks(fed, args.tensorboard)))
     return 0
 
 
@@ -154,20 +165,70 @@ def _calibration_tools(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from qflhw.federation.outputs import plot_learning_curve, read_metrics, summary_table
+    """The table and plot of a finished, running or crashed run (read-only while it runs)."""
+    from qflhw.dashboard.state import read_state, summary_of
+    from qflhw.federation.outputs import plot_learning_curve, summary_table
 
     run = Path(args.run_dir)
-    if not (run / "summary.json").is_file() or not (run / "metrics.csv").is_file():
-        raise QflhwError(f"{run}: not a finished run directory (needs summary.json and metrics.csv)")
-    summary = json.loads((run / "summary.json").read_text())
-    plot_learning_curve(run / "learning_curve.png", read_metrics(run / "metrics.csv"), summary["run_id"])
-    print(summary_table(summary))
-    print(f"re-drew {run / 'learning_curve.png'}")
+    st = read_state(run)
+    if not st.metrics:
+        print(f"run {st.run_id} ({st.status}): no round finished yet of {st.planned_rounds or '?'}; "
+              f"`qflhw watch {run}` shows its jobs")
+        return 0
+    summary = summary_of(st)
+    print(summary_table(summary, st.planned_rounds))
+    png = run / "learning_curve.png"
+    if st.finished or not png.is_file():  # a live run redraws its own after every round
+        plot_learning_curve(png, st.metrics, str(summary["run_id"]))
+        print(f"re-drew {png}")
+    else:
+        print(f"learning curve: {png} (the run redraws it after every round)")
+    if not st.finished:
+        hint = f"; continue it with `qflhw resume {run}`" if st.status == "stopped" else ""
+        print(f"status: {st.status}{hint}")
     return 0
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from qflhw.dashboard.terminal import watch
+
+    try:
+        return watch(args.run_dir, once=args.once, interval=args.interval)
+    except KeyboardInterrupt:  # leaving the view; the run goes on
+        return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    try:
+        from qflhw.dashboard.web import serve
+    except ImportError as err:
+        raise QflhwError(f"the dashboard needs NiceGUI ({err}): pip install 'qflhw[dashboard]'") from err
+    serve(Path(args.runs_dir), host=args.host, port=args.port)
+    return 0
+
+
+def setup_logging(verbose: int = 0, level: str | None = None) -> None:
+    """qflhw's log lines on stderr: WARNING by default, INFO with -v, DEBUG with -vv, or ``level``."""
+    chosen = level or ("DEBUG" if verbose >= 2 else "INFO" if verbose == 1 else "WARNING")
+    logger = logging.getLogger("qflhw")
+    for h in [h for h in logger.handlers if getattr(h, "_qflhw_cli", False)]:
+        logger.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    handler._qflhw_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(chosen)
+    logger.propagate = False
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="qflhw", description="Quantum federated learning on real QPUs and their fake twins.")
+    ap.add_argument("-v", "--verbose", action="count", default=0,
+                    help="log the run's events on stderr: -v submissions, job states and rounds; -vv everything")
+    ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
+                    help="log level of qflhw's messages (overrides -v; default WARNING: retries and dropouts)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a federated experiment from a job spec", description="Run a job spec.")
@@ -177,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["inprocess", "flower-sim"], default="inprocess",
                    help="inprocess (default): clients train in threads here; flower-sim: in Flower's simulation "
                    "engine (needs qflhw[flower]); for machines of their own see `qflhw flower`")
+    p.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard scalars to DIR/<run id> after every "
+                   "round (needs qflhw[tensorboard]); view with `tensorboard --logdir DIR`")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("estimate", help="jobs, shots and USD a job spec will cost (offline)",
@@ -190,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "rounds are kept, jobs already sent are fetched, not sent again.")
     p.add_argument("run_dir")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard scalars to DIR/<run id> (the rounds "
+                   "done are written again, so the curves hold each round once)")
     p.set_defaults(func=_cmd_resume)
 
     p = sub.add_parser("study", help="run a sweep of federated experiments", description="Run every cell of a "
@@ -231,9 +296,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("spec", help="job or study spec (TOML)")
     p.set_defaults(func=_cmd_calibration)
 
-    p = sub.add_parser("report", help="re-draw plots and the table of a run", description="Report on a run directory.")
+    p = sub.add_parser("report", help="the table and plot of a run, finished or not",
+                       description="Report on a run directory: finished, still running or stopped.")
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("watch", help="live terminal view of a run: jobs, spend, rounds",
+                       description="Watch a running, finished or crashed run from its directory alone (it locks "
+                       "nothing, so it works from another terminal or machine with the directory mounted).")
+    p.add_argument("run_dir")
+    p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    p.set_defaults(func=_cmd_watch)
+
+    p = sub.add_parser("dashboard", help="local web dashboard of the runs in a folder (needs qflhw[dashboard])",
+                       description="Serve a local dashboard of the runs under RUNS_DIR: live learning curves, "
+                       "per-client tables, job timelines, two runs side by side, and a form that starts runs on "
+                       "fake devices. Binds 127.0.0.1 unless --host says otherwise.")
+    p.add_argument("runs_dir", nargs="?", default="runs", help="folder of run directories (default: runs)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; the page can start runs)")
+    p.set_defaults(func=_cmd_dashboard)
 
     from qflhw.flower.cli import add_commands as add_flower_commands  # imports no Flower
 
@@ -243,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging(args.verbose, args.log_level)
     try:
         return args.func(args)
     except QflhwError as err:

@@ -7,8 +7,14 @@ import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.helpers import TINY_SPEC
+
+# No per-example time limit: on a shared 2-core machine a first example (imports, caches) can
+# exceed Hypothesis' 200 ms default, and speed is measured in benchmarks/, not in tests.
+settings.register_profile("qflhw", deadline=None)
+settings.load_profile("qflhw")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -165,6 +165,11 @@ class JobHandle(Protocol):
         """Ask the provider to cancel the job (a no-op once it is final)."""
         ...
 
+    def queue_position(self) -> str | None:
+        """The job's place in the device queue as the provider words it (e.g. ``"12"``, ``">2000"``),
+        or None when it is not queued or the SDK does not report it."""
+        ...
+
 
 class Device(abc.ABC):
     """A client's QPU (or its fake twin): transpiles for itself and runs batches as jobs.
@@ -172,6 +177,9 @@ class Device(abc.ABC):
     A device may hold provider resources (an open Runtime execution mode): ``close()`` releases
     them, and ``with make_device(...) as dev:`` closes it on the way out.
     """
+
+    #: Seconds between state polls while waiting for a job (remote devices set their own).
+    poll_interval: float = 0.01
 
     def __init__(self, profile: DeviceProfile, calibration: Calibration, *, seed: int = 1234):
         self.profile = profile

@@ -243,6 +243,22 @@ class BraketJob:
                 continue
         return scrub("; ".join(r for r in reasons if r)) or "no reason given"
 
+    def queue_position(self) -> str | None:
+        """The first unfinished task's position in its device queue (``AwsQuantumTask.queue_position``);
+        None for local simulators, which have no queue."""
+        for t in self.tasks:
+            ask = getattr(t, "queue_position", None)
+            if ask is None:
+                return None
+            try:
+                info = ask()
+            except Exception as err:  # noqa: BLE001
+                raise classify(err, self._where()) from err
+            position = getattr(info, "queue_position", None)
+            if position is not None:
+                return scrub(str(position))
+        return None
+
     def cancel(self) -> None:
         try:
             for t in self.tasks:

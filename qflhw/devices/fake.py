@@ -43,6 +43,10 @@ class FakeJob:
     def cancel(self) -> None:
         """Nothing to cancel: a fake job is finished when it exists."""
 
+    def queue_position(self) -> str | None:
+        """Never queued."""
+        return None
+
 
 class FakeDevice(Device):
     """Runs batches on :class:`CompactSimulator` with the snapshot's noise."""

@@ -42,6 +42,9 @@ class _FaultyJob:
     def cancel(self) -> None:
         self._inner.cancel()
 
+    def queue_position(self) -> str | None:
+        return self._inner.queue_position()
+
 
 class FaultyDevice(Device):
     """Wraps ``inner``; ``permanent_rate=1`` makes every job fail (a broken client)."""
@@ -57,6 +60,7 @@ class FaultyDevice(Device):
     ):
         super().__init__(inner.profile, inner.calibration, seed=inner.seed)
         self.inner = inner
+        self.poll_interval = inner.poll_interval
         self.submit_rate = submit_rate
         self.timeout_rate = timeout_rate
         self.permanent_rate = permanent_rate

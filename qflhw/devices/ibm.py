@@ -218,6 +218,10 @@ class IBMJob:
             return "done"
         return "running" if "running" in states or "done" in states else "queued"
 
+    def queue_position(self) -> str | None:
+        """None: Qiskit Runtime's ``RuntimeJobV2`` reports no queue position (only its status)."""
+        return None
+
     def cancel(self) -> None:
         try:
             for j in self._jobs:

@@ -170,8 +170,8 @@ class Ledger:
         with self._lock:
             self.actual[client] = self.actual.get(client, Cost()) + cost
 
-    def charge(self, client: str, round_: int, cost: Cost) -> None:
-        """Record a job's cost before it is sent, or raise BudgetExceeded and record nothing."""
+    def charge(self, client: str, round_: int, cost: Cost) -> Cost:
+        """Record a job's cost before it is sent and return it, or raise BudgetExceeded and record nothing."""
         with self._lock:
             if cost.usd > 0 and self.spent.usd + cost.usd > self.max_usd:
                 raise BudgetExceeded(
@@ -187,3 +187,4 @@ class Ledger:
             self.spent = self.spent + cost
             self.by_client[client] = self.by_client.get(client, Cost()) + cost
             self.round_shots[(client, round_)] = used + cost.shots
+        return cost

@@ -24,13 +24,13 @@ from qflhw.execution.gradients import ShiftPlan, SPSAPlan, shift_circuit, spsa_p
 from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.shots import AdaptiveShots, allocate, jacobian_variance
 
-Runner = Callable[[Device, Batch, "int | None", Callable[[], None]], BatchResult]
+Runner = Callable[[Device, Batch, "int | None", Callable[[], object]], BatchResult]
 """``runner(device, batch, shots, charge)`` submits ``batch`` and returns its result; it calls
 ``charge()`` before every submission attempt (retries included), which raises BudgetExceeded when
-the budget cannot pay for it."""
+the budget cannot pay for it and otherwise returns the :class:`Cost` charged (for the event log)."""
 
 
-def direct_runner(device: Device, batch: Batch, shots: int | None, charge: Callable[[], None]) -> BatchResult:
+def direct_runner(device: Device, batch: Batch, shots: int | None, charge: Callable[[], object]) -> BatchResult:
     """Charge, submit and wait, nothing else: the runner used when no journal is kept."""
     charge()
     return device.run(batch, shots)

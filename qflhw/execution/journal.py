@@ -11,6 +11,10 @@ It makes runs crash-safe and keeps them from paying twice:
 * the run's nonce (a random id made once, when the journal is created) is kept in ``meta``, so
   a resumed run tags its jobs exactly as the first process did, and no other run ever matches.
 
+Readers that must not disturb a live run (``qflhw watch``, the dashboard) use
+:func:`read_submissions`: a read-only URI connection and one short read transaction, which
+never blocks the writer in WAL mode. The tables are documented in ``docs/run-directory.md``.
+
 Nothing secret is ever written here: keys are built from the spec name, seed, round, client and
 step; results are numbers.
 """
@@ -163,3 +167,27 @@ class Journal:
 
     def attempts(self) -> dict[str, int]:
         return dict(self._read("SELECT key, attempts FROM submissions"))
+
+
+def read_submissions(run_dir: Path) -> list[dict[str, Any]]:
+    """The ``submissions`` table of a run's journal, oldest first, read without disturbing its writer.
+
+    The connection is read-only (``mode=ro``) and reads in one short transaction, so a running
+    writer is never blocked. It is never ``immutable=1``: that skips the write-ahead log and
+    misses what a live run has committed. SQLite's WAL needs shared memory, so on a network mount
+    read ``events.jsonl`` instead. Returns [] when there is no journal.
+    """
+    path = Path(run_dir).resolve() / Journal.FILENAME
+    if not path.is_file():
+        return []
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1.0)
+    try:
+        db.row_factory = sqlite3.Row
+        rows = db.execute(
+            "SELECT key, client, device, status, job_id, attempts, created, updated, error FROM submissions ORDER BY created"
+        ).fetchall()
+    except sqlite3.OperationalError:  # a journal created but without tables yet
+        return []
+    finally:
+        db.close()
+    return [dict(r) for r in rows]

@@ -23,6 +23,7 @@ from qflhw.devices.base import Device
 from qflhw.devices.factory import make_device, offline_device
 from qflhw.execution.budget import Ledger
 from qflhw.execution.evaluator import Runner
+from qflhw.execution.events import EventSink
 from qflhw.execution.journal import Journal
 from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.retries import JournaledRunner
@@ -113,8 +114,8 @@ def make_ledger(spec: JobSpec) -> Ledger:
     return Ledger(max_usd=Decimal(str(spec.budget.max_usd)), shots_per_round=spec.budget.shots_per_round)
 
 
-def make_runner(spec: JobSpec, journal: Journal) -> JournaledRunner:
-    """The journaled runner with the spec's retry and timeout settings."""
+def make_runner(spec: JobSpec, journal: Journal, events: EventSink | None = None) -> JournaledRunner:
+    """The journaled runner with the spec's retry and timeout settings, reporting to ``events``."""
     r = spec.resilience
     return JournaledRunner(
         journal,
@@ -122,6 +123,7 @@ def make_runner(spec: JobSpec, journal: Journal) -> JournaledRunner:
         backoff_initial=r.backoff_initial_s,
         backoff_max=r.backoff_max_s,
         job_timeout=r.job_timeout_s,
+        events=events,
     )
 
 

@@ -4,14 +4,23 @@ One :class:`Federation` is one run directory. Clients train in threads (cloud jo
 parallel; Aer releases the GIL), each on its own device with its own seeded randomness, so the
 result does not depend on thread timing. A client that fails is reported next to the others and
 the round aggregates whoever reported, if at least ``aggregation.min_clients`` did.
+
+After every round the run directory grows: the checkpoint is committed, then ``metrics.csv``, a
+partial ``summary.json`` (``"finished": false``) and ``learning_curve.png`` are rewritten, and
+``events.jsonl`` gets the round's dropouts, checkpoint and summary (see
+:mod:`qflhw.execution.events`), so a run can be watched, reported on and plotted while it lasts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import logging
+import os
+import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +30,7 @@ from qflhw.config.spec import JobSpec
 from qflhw.devices.base import Batch, BatchResult, Device
 from qflhw.errors import ConfigError, InvalidUpdate
 from qflhw.execution.evaluator import Runner, direct_runner
+from qflhw.execution.events import EventLog
 from qflhw.execution.journal import Journal
 from qflhw.execution.mitigation.base import Technique
 from qflhw.federation import aggregation
@@ -51,6 +61,7 @@ class Federation:
         self.run_id = run_id or self.run_dir.name
         self.progress = progress
         self.journal: Journal | None = None
+        self.events: EventLog | None = None  # events.jsonl, opened with the journal
         self._runner = runner  # None: a JournaledRunner on the run directory's journal, set in run()
         self.ledger = make_ledger(spec)
         self.assembly = Assembly(spec)
@@ -121,18 +132,20 @@ class Federation:
         return update
 
     # ---------------------------------------------------------------- journal, checkpoints, resume
-    def _dispatch(self, device: Device, batch: Batch, shots: int | None, charge: Callable[[], None]) -> BatchResult:
+    def _dispatch(self, device: Device, batch: Batch, shots: int | None, charge: Callable[[], object]) -> BatchResult:
         """The clients' runner: the journaled one unless the caller passed another."""
         runner = self._runner or direct_runner
         return runner(device, batch, shots, charge)
 
     def open_journal(self) -> Journal:
-        """Create the run directory and its journal; the default runner journals every job."""
+        """Create the run directory, its journal and its event log; the default runner journals
+        and logs every job."""
         if self.journal is None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.journal = Journal(self.run_dir)
+            self.events = EventLog(self.run_dir)
             if self._runner is None:
-                self._runner = make_runner(self.spec, self.journal)
+                self._runner = make_runner(self.spec, self.journal, self.events)
         return self.journal
 
     def checkpoint(self, round_: int) -> None:
@@ -169,23 +182,60 @@ class Federation:
     def run(self) -> dict:
         """Run the remaining rounds, checkpointing after each; returns the summary."""
         self.open_journal()
+        events = self.events
+        assert events is not None
         try:
             start = time.perf_counter()
+            events.emit(
+                "run", run_id=self.run_id, name=self.spec.name, rounds=self.spec.rounds, start_round=self.next_round,
+                resumed=events.resumed, pid=os.getpid(), host=socket.gethostname(),
+            )
+            for r in sorted(set(range(self.next_round)) - events.logged_rounds()):
+                self._round_event(r, recovered=True)  # a kill between a checkpoint and its line
             bar = _progress(self.spec.rounds, self.next_round, enabled=self.progress)
-            for r in range(self.next_round, self.spec.rounds):
-                acc, _ = self.run_round(r)
-                self.checkpoint(r)
-                self.next_round = r + 1
-                write_metrics(self.run_dir / "metrics.csv", self.rows)
-                for hook in self.round_hooks:
-                    hook(self, r)
-                bar(r, acc)
-            summary = self.summary(time.perf_counter() - start)
-            write_summary(self.run_dir / "summary.json", summary)
-            plot_learning_curve(self.run_dir / "learning_curve.png", self.rows, f"{self.spec.name} ({self.run_id})")
+            first = self.next_round
+            with _quiet_logs_under(self.progress):
+                for r in range(self.next_round, self.spec.rounds):
+                    acc, _ = self.run_round(r)
+                    for row in self.rows:
+                        if row["round"] == r and row["status"] != "ok":
+                            events.emit("dropout", round=r, client=row["client"], status=row["status"], error=row["error"])
+                    self.checkpoint(r)
+                    events.emit("checkpoint", round=r)
+                    self.next_round = r + 1
+                    self.write_outputs(finished=False)
+                    self._round_event(r)
+                    for hook in self.round_hooks:
+                        hook(self, r)
+                    bar(r, acc)
+            # the last round drew the final curve already; draw it here only if no round ran now
+            summary = self.write_outputs(finished=True, seconds=time.perf_counter() - start, plot=first >= self.spec.rounds)
+            events.emit("finished", run_id=self.run_id, final_test_accuracy=summary["final_test_accuracy"])
         finally:
             self.close()
         return summary
+
+    def write_outputs(self, *, finished: bool, seconds: float | None = None, plot: bool = True) -> dict:
+        """Rewrite ``metrics.csv``, ``summary.json`` (``finished`` says whether it is final) and the
+        learning curve from the rounds done so far; returns the summary."""
+        write_metrics(self.run_dir / "metrics.csv", self.rows)
+        summary = self.summary(seconds, finished=finished)
+        write_summary(self.run_dir / "summary.json", summary)
+        if plot:
+            plot_learning_curve(self.run_dir / "learning_curve.png", self.rows, f"{self.spec.name} ({self.run_id})")
+        return summary
+
+    def _round_event(self, r: int, *, recovered: bool = False) -> None:
+        """One ``round`` line in events.jsonl: the global model's numbers and what the round cost."""
+        mine = [row for row in self.rows if row["round"] == r]
+        if not mine or self.events is None:
+            return
+        extra = {"recovered": True} if recovered else {"spent_usd": self.ledger.spent.usd, "spent_shots": self.ledger.spent.shots}
+        self.events.emit(
+            "round", round=r, test_accuracy=mine[0]["global_test_accuracy"], test_loss=mine[0]["global_test_loss"],
+            clients=len(mine), clients_ok=sum(1 for row in mine if row["status"] == "ok"),
+            shots=sum(row["shots"] for row in mine), cost_usd=sum(row["cost_usd"] for row in mine), **extra,
+        )
 
     def close(self) -> None:
         """Close every client's device (its open execution mode) and the journal."""
@@ -194,13 +244,18 @@ class Federation:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+        if self.events is not None:
+            self.events.close()
+            self.events = None
 
     def client_facts(self) -> dict[str, dict]:
         """Each client's device facts for the summary, by name (a Flower server learns them from replies)."""
         return {c.name: describe_client(c) for c in self.clients}
 
-    def summary(self, seconds: float | None = None) -> dict:
-        final = [r for r in self.rows if r["round"] == self.spec.rounds - 1]
+    def summary(self, seconds: float | None = None, *, finished: bool = True) -> dict:
+        """The run's summary; ``finished=False`` marks a partial one (written after each round),
+        whose ``final_*`` numbers are those of the last round done."""
+        final = [r for r in self.rows if r["round"] == self.next_round - 1]
         clients = {}
         for name, facts in self.client_facts().items():
             mine = [r for r in self.rows if r["client"] == name]
@@ -235,6 +290,7 @@ class Federation:
             "aggregation": self.spec.aggregation.method,
             "clients": clients,
             "final_parameters": [float(v) for v in self.params],
+            "finished": finished,
         }
         if seconds is not None:
             out["wall_seconds"] = round(seconds, 1)
@@ -277,6 +333,18 @@ def _row(res: ClientResult, acc: float, loss: float, *, enough: bool) -> dict:
         "zne_fallbacks": res.zne_fallbacks,
         "error": res.error or "",
     }
+
+
+@contextlib.contextmanager
+def _quiet_logs_under(bar: bool) -> Iterator[None]:
+    """With a progress bar, qflhw's log lines (``-v``) print above it instead of through it."""
+    if not bar:
+        yield
+        return
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm(loggers=[logging.getLogger("qflhw")]):
+        yield
 
 
 def _progress(total: int, done: int, *, enabled: bool) -> Callable[[int, float], None]:

@@ -1,6 +1,9 @@
 """Run outputs: ``metrics.csv`` (one row per round and client), ``summary.json`` and plots.
 
-Files are written to a temporary name and renamed, so a crash never leaves half a file.
+Files are written to a temporary name and renamed, so a crash never leaves half a file, and a
+reader (``qflhw watch``, ``qflhw report``, the dashboard) sees the old file or the new one. The
+loop rewrites all three after every round; ``summary.json`` says ``"finished": false`` until the
+last round is done.
 """
 
 from __future__ import annotations
@@ -10,11 +13,15 @@ import io
 import json
 import math
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from qflhw._util import atomic_write
 
+#: The spec a run directory keeps (the original TOML, or JSON for a spec built in Python); it
+#: marks the directory as a run that ``qflhw resume`` can continue.
+SPEC_FILES = ("spec.toml", "spec.json")
 METRIC_FIELDS = [
     "round",
     "client",
@@ -55,6 +62,19 @@ def write_summary(path: Path, summary: dict) -> None:
     atomic_write(path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
+def read_summary(path: Path) -> dict | None:
+    """``summary.json`` (final or partial), or None when there is none yet."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def is_finished(summary: dict | None) -> bool:
+    """Whether a summary is a finished run's (summaries written before partial ones existed are)."""
+    return summary is not None and bool(summary.get("finished", True))
+
+
 def plot_learning_curve(path: Path, rows: Sequence[dict], title: str) -> None:
     """Global test accuracy and each client's training loss per round."""
     import matplotlib
@@ -77,17 +97,24 @@ def plot_learning_curve(path: Path, rows: Sequence[dict], title: str) -> None:
     ax2.set_xticks(rounds)
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
+    # a private temporary name: the run and a `qflhw report` may draw the same file at once
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, path)
 
 
-def summary_table(summary: dict) -> str:
-    """The terminal table printed at the end of a run and by `qflhw report`."""
+def summary_table(summary: dict, planned: int | None = None) -> str:
+    """The terminal table printed at the end of a run and by `qflhw report` (``planned``: the
+    spec's rounds, shown for an unfinished run)."""
+    if is_finished(summary):
+        head = f"run {summary['run_id']}: {summary['rounds']} rounds, final test accuracy {summary['final_test_accuracy']:.3f}"
+    else:
+        of = f" of {planned}" if planned is not None else ""
+        head = (f"run {summary['run_id']} (unfinished): {summary['rounds']}{of} rounds done, test accuracy "
+                f"{summary['final_test_accuracy']:.3f} after round {summary['rounds']}")
     lines = [
-        f"run {summary['run_id']}: {summary['rounds']} rounds, final test accuracy "
-        f"{summary['final_test_accuracy']:.3f}, shots {summary['total_shots']}, cost ${summary['total_cost_usd']:.2f}",
+        f"{head}, shots {summary['total_shots']}, cost ${summary['total_cost_usd']:.2f}",
         f"{'client':<12} {'device':<22} {'shots':>10} {'cost $':>9} {'esp':>6} {'rounds ok':>9}  note",
     ]
     for name, c in sorted(summary["clients"].items()):

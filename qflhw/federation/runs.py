@@ -19,9 +19,8 @@ from qflhw.errors import ConfigError, QflhwError
 from qflhw.execution.journal import Journal
 from qflhw.federation.estimate import estimate_spec, needs_estimate
 from qflhw.federation.loop import Federation, new_run_dir
-from qflhw.federation.outputs import read_metrics
-
-SPEC_FILES = ("spec.toml", "spec.json")
+from qflhw.federation.outputs import SPEC_FILES, read_metrics
+from qflhw.federation.tensorboard import TensorBoardHook, require_tensorboard
 
 
 @dataclass(frozen=True)
@@ -62,20 +61,37 @@ def prepare(spec: JobSpec | str | Path, out: str | Path | None = None) -> tuple[
 
 def keep_spec(job: JobSpec, run_dir: Path, source: Path | None) -> None:
     """Copy the spec into the run directory (the file that marks it resumable): the original
-    TOML when there is one, else the spec as JSON."""
+    file when there is one (``spec.toml``, or ``spec.json`` for a JSON spec), else the spec as JSON."""
     if source is not None:
-        shutil.copyfile(source, run_dir / SPEC_FILES[0])
+        shutil.copyfile(source, run_dir / SPEC_FILES[1 if source.suffix == ".json" else 0])
     else:
         (run_dir / SPEC_FILES[1]).write_text(job.model_dump_json(indent=1) + "\n", encoding="utf-8")
 
 
-def run(spec: JobSpec | str | Path, out: str | Path | None = None, *, progress: bool = False) -> RunResult:
-    """Run a federated experiment in-process; ``out`` defaults to ``<spec.output>/<name>-<time>``."""
+def run(
+    spec: JobSpec | str | Path, out: str | Path | None = None, *, progress: bool = False, tensorboard: str | Path | None = None
+) -> RunResult:
+    """Run a federated experiment in-process; ``out`` defaults to ``<spec.output>/<name>-<time>``;
+    ``tensorboard``: also write TensorBoard scalars under that folder (needs ``qflhw[tensorboard]``)."""
+    if tensorboard is not None:
+        require_tensorboard()
     job, run_dir, source = prepare(spec, out)
     fed = Federation(job, run_dir, progress=progress)
     fed.open_journal()  # creates the run directory; the spec file last marks it resumable
     keep_spec(job, run_dir, source)
-    return RunResult(run_dir, fed.run())
+    return RunResult(run_dir, run_with_hooks(fed, tensorboard))
+
+
+def run_with_hooks(fed: Federation, tensorboard: str | Path | None = None) -> dict:
+    """``fed.run()``, writing TensorBoard scalars under ``tensorboard`` when given; the summary."""
+    if tensorboard is None:
+        return fed.run()
+    hook = TensorBoardHook(fed, tensorboard)
+    fed.round_hooks.append(hook)
+    try:
+        return fed.run()
+    finally:
+        hook.close()
 
 
 def reopen(run_dir: str | Path, *, progress: bool = False) -> Federation:
@@ -92,19 +108,19 @@ def reopen(run_dir: str | Path, *, progress: bool = False) -> Federation:
     return fed
 
 
-def resume(run_dir: str | Path, *, progress: bool = False) -> RunResult:
+def resume(run_dir: str | Path, *, progress: bool = False, tensorboard: str | Path | None = None) -> RunResult:
     """Continue a stopped run: finished rounds are kept, jobs already sent are fetched, not re-sent."""
     fed = reopen(run_dir, progress=progress)
-    return RunResult(fed.run_dir, fed.run())
+    return RunResult(fed.run_dir, run_with_hooks(fed, tensorboard))
 
 
 def read_run(run_dir: str | Path) -> RunResult:
-    """The outputs of a finished run directory."""
+    """The outputs of a run directory; an unfinished run's summary says ``"finished": false``."""
     run_dir = Path(run_dir)
     try:
         summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{run_dir}: no summary.json (not a finished run directory)") from None
+        raise ConfigError(f"{run_dir}: no summary.json yet (no round has finished, or not a run directory)") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"{run_dir}/summary.json is not valid JSON ({err})") from err
     return RunResult(run_dir, summary)

@@ -36,6 +36,7 @@ from qflhw.execution.budget import Ledger
 from qflhw.execution.mitigation.base import Technique
 from qflhw.federation.assembly import selected_indices
 from qflhw.federation.loop import Federation, new_run_dir
+from qflhw.federation.runs import run_with_hooks
 from qflhw.flower.records import Instruction, Report, spec_digest
 from qflhw.training.client import Client, ClientResult
 
@@ -82,6 +83,7 @@ class FlowerFederation(Federation):
     def train_selected(self, round_: int) -> list[ClientResult]:
         names = [self.spec.clients[i].name for i in selected_indices(self.spec, round_)]
         online = self._online_nodes()
+        disconnected = {c for n, c in self.node_client.items() if n not in online}  # served a client before, gone now
         targets = [n for n in online if self.node_client.get(n) in (None, *names)]
         ins = Instruction(self.params, round_, tuple(names), self.digest)
         replies, silent = self._exchange(ins, targets)
@@ -126,9 +128,14 @@ class FlowerFederation(Federation):
             if name in reports:
                 out.append(reports[name])
                 continue
-            reason = problems.get(name) or "no SuperNode reported for this client" + (
-                f"; unidentified SuperNodes failed: {problems[None]}" if None in problems else ""
-            )
+            if name in problems:
+                reason = problems[name]
+            elif name in disconnected:
+                reason = "its SuperNode went offline before the round"
+            else:
+                reason = "no SuperNode reported for this client" + (
+                    f"; unidentified SuperNodes failed: {problems[None]}" if None in problems else ""
+                )
             log(WARNING, "round %s: client %s dropped out: %s", round_, name, reason)
             device = self.client_facts()[name]["device"]
             samples = self.samples.get(name, 0)
@@ -203,8 +210,12 @@ def run_config_spec(config: dict) -> tuple[JobSpec, str | None]:
     raise ConfigError("the run config has neither spec nor spec-b64; run it with `qflhw flower run SPEC ...`")
 
 
-def serve(spec: JobSpec, run_dir: Path, grid: Grid, *, spec_text: str | None = None, **options: object) -> dict:
-    """Run ``spec`` over ``grid`` into ``run_dir``; returns the summary (as ``Federation.run``)."""
+def serve(
+    spec: JobSpec, run_dir: Path, grid: Grid, *, spec_text: str | None = None, tensorboard: str | Path | None = None,
+    **options: object,
+) -> dict:
+    """Run ``spec`` over ``grid`` into ``run_dir``; returns the summary (as ``Federation.run``);
+    ``tensorboard``: also write TensorBoard scalars under that folder."""
     fed = FlowerFederation(spec, run_dir, grid, **options)  # type: ignore[arg-type]
     run_dir.mkdir(parents=True, exist_ok=True)
     if spec_text is not None:
@@ -215,7 +226,7 @@ def serve(spec: JobSpec, run_dir: Path, grid: Grid, *, spec_text: str | None = N
             ", ".join(f"{row['client']} {row['status']}" for row in f.rows if row["round"] == r),
         )
     )
-    summary = fed.run()
+    summary = run_with_hooks(fed, tensorboard)
     log(INFO, "run %s finished: outputs in %s", fed.run_id, run_dir)
     return summary
 
@@ -240,7 +251,8 @@ def make_server_app(
         for key, name in (("round-timeout", "round_timeout"), ("wait-for-nodes", "wait_for_nodes")):
             if key in cfg and name not in opts:
                 opts[name] = float(cfg[key])
-        summary = serve(job, Path(out), grid, spec_text=text, **opts)
+        tensorboard = opts.pop("tensorboard", None)
+        summary = serve(job, Path(out), grid, spec_text=text, tensorboard=str(tensorboard) if tensorboard else None, **opts)
         if sink is not None:
             sink["summary"] = summary
 

@@ -27,10 +27,12 @@ def run_simulation(
     cpus: int | None = None,
     progress: bool = True,
     verbose: bool = False,
+    tensorboard: str | Path | None = None,
 ) -> dict:
     """Run ``spec`` (read by the sites from ``spec_path``) in the simulation engine; the summary.
 
-    ``cpus`` bounds how many clients train at once (default: the machine's cores).
+    ``cpus`` bounds how many clients train at once (default: the machine's cores);
+    ``tensorboard``: the server also writes TensorBoard scalars under that folder.
     """
     from flwr.simulation import run_simulation as flower_run_simulation
 
@@ -40,7 +42,8 @@ def run_simulation(
     run_dir = Path(run_dir).resolve()
     sink: dict = {}
     server = make_server_app(
-        spec, run_dir, sink=sink, round_timeout=round_timeout, wait_for_nodes=120.0, progress=progress
+        spec, run_dir, sink=sink, round_timeout=round_timeout, wait_for_nodes=120.0, progress=progress,
+        tensorboard=tensorboard,
     )
     client = make_client_app(Path(spec_path).resolve(), run_dir / "sites")
     cpus = cpus or os.cpu_count() or 1

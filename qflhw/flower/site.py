@@ -25,6 +25,7 @@ from qflhw.config.spec import JobSpec, load_spec
 from qflhw.devices.base import Batch, BatchResult, Device
 from qflhw.errors import ConfigError
 from qflhw.execution.budget import Cost
+from qflhw.execution.events import EventLog
 from qflhw.execution.journal import Journal
 from qflhw.execution.retries import JournaledRunner
 from qflhw.federation.assembly import Assembly, describe_client, make_ledger, make_runner
@@ -54,7 +55,7 @@ class Site:
         self.client = assembly.client(k, self.device, ledger=self.ledger, runner=self._dispatch)
         self._fresh = copy.deepcopy(self._carried())  # before any round: what a new run starts from
 
-    def _dispatch(self, device: Device, batch: Batch, shots: int | None, charge: Callable[[], None]) -> BatchResult:
+    def _dispatch(self, device: Device, batch: Batch, shots: int | None, charge: Callable[[], object]) -> BatchResult:
         if self._runner is None:
             raise RuntimeError("a site submits jobs only inside train()")
         return self._runner(device, batch, shots, charge)
@@ -90,12 +91,14 @@ class Site:
         before = self.ledger.by_client.get(self.name, Cost())
         self.run_dir.mkdir(parents=True, exist_ok=True)
         journal = Journal(self.run_dir)
-        self._runner = make_runner(self.spec, journal)
+        events = EventLog(self.run_dir)  # this site's own jobs, as a local run logs them
+        self._runner = make_runner(self.spec, journal, events)
         try:
             res = self.client.train_round(ins.params, ins.round)
         finally:
             self._runner = None
             journal.close()
+            events.close()
             self.device.close()
         after = self.ledger.by_client.get(self.name, Cost())
         billed = Cost(after.usd - before.usd, after.tasks - before.tasks, after.shots - before.shots, after.seconds - before.seconds)

@@ -14,7 +14,7 @@ A sweep key names a spec setting by its dotted path and lists the values to try:
     device = "fake_brisbane"
 
 The cartesian product of all keys gives the cells. A cell's directory is named by its sweep
-values plus a hash of its full spec, so a finished cell (its ``summary.json`` exists) is found
+values plus a hash of its full spec, so a finished cell (its ``summary.json`` says so) is found
 again and skipped on rerun, even after values were added to the sweep. Cells run in worker
 processes; a cell that fails is reported and left for the next rerun, the others go on.
 """
@@ -41,6 +41,7 @@ from pydantic import BaseModel
 from qflhw._util import atomic_write, digest
 from qflhw.config.spec import ClientSpec, JobSpec, parse_spec, read_toml
 from qflhw.errors import ConfigError, QflhwError
+from qflhw.federation.outputs import is_finished, read_summary
 
 CLIENT_SET = "client_set"
 _NOT_SWEEPABLE = {"name", "output", "clients"}
@@ -317,7 +318,7 @@ def run_study(study: Study, out: Path, *, workers: int = 2, log: Log = _stderr) 
     todo, skipped = [], []
     for cell in study.cells:
         cdir = cells_dir / cell.name
-        if (cdir / "summary.json").is_file():
+        if is_finished(read_summary(cdir / "summary.json")):
             skipped.append(cell.name)
             continue
         if cdir.exists():  # an interrupted cell starts over: cells are the unit of resume
@@ -409,7 +410,7 @@ def tidy_rows(study: Study, out: Path) -> list[dict[str, Any]]:
     rows = []
     for cell in study.cells:
         metrics = Path(out) / "cells" / cell.name / "metrics.csv"
-        if not (metrics.parent / "summary.json").is_file():
+        if not is_finished(read_summary(metrics.parent / "summary.json")):
             continue
         clients = {c.name: c for c in cell.spec.clients}
         with open(metrics, encoding="utf-8", newline="") as fh:

@@ -1,4 +1,5 @@
-"""Crash safety: SIGKILL at random points, resume, and get the uninterrupted result, paying once."""
+"""Crash safety: SIGKILL at random points, resume, and get the uninterrupted result, paying once;
+the event log holds every submission exactly once, in order, one valid JSON object per line."""
 
 from __future__ import annotations
 
@@ -34,6 +35,30 @@ def _submitted_keys(run_dir) -> list[str]:
     for log in run_dir.glob("fake-provider/*/submissions.log"):
         keys += [line.split("\t")[0] for line in log.read_text().splitlines() if line.strip()]
     return keys
+
+
+def _provider_log(run_dir) -> dict[str, list[tuple[str, str]]]:
+    """Per client, the (key, job id) of every job the fake provider accepted, in the order it did."""
+    out = {}
+    for log in sorted(run_dir.glob("fake-provider/*/submissions.log")):
+        out[log.parent.name] = [tuple(line.split("\t")) for line in log.read_text().splitlines() if line.strip()]
+    return out
+
+
+def _check_event_log(run_dir, rounds: int) -> list[dict]:
+    lines = (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    events = [json.loads(line) for line in lines]  # every line is one complete JSON object
+    assert all(isinstance(e, dict) and e["time"].endswith("Z") for e in events)
+    submits = [e for e in events if e["kind"] == "submit"]
+    pairs = [(e["key"], e["job_id"]) for e in submits]
+    assert max(Counter(pairs).values()) == 1, "a submission was logged twice"
+    provider = _provider_log(run_dir)
+    assert sorted(pairs) == sorted(p for jobs in provider.values() for p in jobs)  # each submission, exactly once
+    for client, jobs in provider.items():  # in the order the provider received them
+        assert [(e["key"], e["job_id"]) for e in submits if e["client"] == client] == jobs
+    assert [e["round"] for e in events if e["kind"] == "round"] == list(range(rounds))
+    assert [e["kind"] for e in events].count("finished") == 1 and events[-1]["kind"] == "finished"
+    return events
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +114,10 @@ def test_sigkill_and_resume_pay_once_and_match(spec_path, uninterrupted, tmp_pat
     # twice there, but it never reached the provider twice (checked above)
     assert set(j.attempts()) == set(sent)
     j.close()
+    events = _check_event_log(run_dir, rounds=4)
+    # every process started the log with a "run" line: each killed one had sent a job, then the last one
+    assert [e["kind"] for e in events].count("run") == kills + 1
+    _check_event_log(base_dir, rounds=4)
 
 
 def test_resume_of_finished_run_sends_nothing(uninterrupted, capsys):

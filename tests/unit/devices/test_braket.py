@@ -367,3 +367,37 @@ def test_mixed_shots_are_one_task_per_shot_value_and_charged_so(tmp_path, model)
     assert c.aws.run.call_count == len(set(shots)) == ledger.spent.tasks
     per_task = {ps.shots_per_executable for ps in (call.args[0] for call in c.aws.run.call_args_list)}
     assert per_task == set(shots)
+
+
+def test_runner_reports_each_state_change_with_the_queue_position(tmp_path, model):
+    """The journaled runner follows a cloud task QUEUED -> RUNNING -> COMPLETED and logs each change
+    once, with the position Braket's ``AwsQuantumTask.queue_position()`` reports while it is queued."""
+    from braket.aws.queue_information import QuantumTaskQueueInfo, QueueType
+
+    from qflhw.execution.events import EventLog, read_events
+    from qflhw.execution.journal import Journal
+    from qflhw.execution.retries import JournaledRunner
+
+    c = Cloud(tmp_path, states=("QUEUED", "QUEUED", "QUEUED", "RUNNING", "RUNNING", "COMPLETED"))
+    real_task = c._task
+
+    def task_with_queue(result):  # noqa: ANN001, ANN202
+        task = real_task(result)
+        task.queue_position.return_value = QuantumTaskQueueInfo(queue_type=QueueType.NORMAL, queue_position="3")
+        return task
+
+    c._task = task_with_queue
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    journal, events = Journal(run_dir), EventLog(run_dir)
+    runner = JournaledRunner(journal, events=events)
+    batch = _batch(c.device, model, np.zeros((1, len(model.parameters))), z_observables(2), key="run/r0/a/s0")
+    runner(c.device, batch, 7, lambda: None)
+    journal.close()
+    events.close()
+    log = read_events(run_dir / "events.jsonl")
+    assert [e["kind"] for e in log] == ["submit", "state", "state", "state", "result"]
+    assert [(e["state"], e.get("queue_position")) for e in log if e["kind"] == "state"] == [
+        ("queued", "3"), ("running", None), ("done", None)]
+    assert {e["job_id"] for e in log} == {c.tasks[0].id}
+    c.tasks[0].queue_position.assert_called_once()  # asked while queued, not on every poll

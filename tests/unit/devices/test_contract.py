@@ -93,6 +93,7 @@ def test_status_is_normalized_and_final_after_the_result(device):
     assert handle.status() == "done" and handle.status() in FINAL_STATES
     handle.cancel()  # cancelling a finished job is a no-op
     assert handle.status() == "done"
+    assert handle.queue_position() is None  # a finished job has no place in a queue
 
 
 def test_fetch_by_id_gives_the_same_result(device):

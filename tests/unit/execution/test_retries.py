@@ -8,6 +8,7 @@ import pytest
 from qflhw.config.spec import load_spec
 from qflhw.devices.factory import make_device
 from qflhw.devices.faulty import FaultyDevice
+from qflhw.execution.events import read_events
 from qflhw.execution.journal import Journal
 from qflhw.federation.loop import Federation
 
@@ -55,6 +56,13 @@ def test_permanently_failing_client_drops_out_and_run_completes(spec, tmp_path):
     assert "failed on the device" in out["clients"]["b"]["note"]
     assert out["clients"]["a"]["rounds_ok"] == spec.rounds
     assert all(r["status"] == "dropped" for r in fed.rows if r["client"] == "b")
+    events = read_events(tmp_path / "broken" / "events.jsonl")
+    dropouts = [e for e in events if e["kind"] == "dropout"]
+    assert [(e["round"], e["client"], e["status"]) for e in dropouts] == [(r, "b", "dropped") for r in range(spec.rounds)]
+    assert all("failed on the device" in e["error"] for e in dropouts)
+    assert {e["client"] for e in events if e["kind"] == "failed"} == {"b"}
+    rounds = [e for e in events if e["kind"] == "round"]
+    assert [(e["round"], e["clients_ok"], e["clients"]) for e in rounds] == [(r, 1, 2) for r in range(spec.rounds)]
 
 
 def test_min_clients_not_met_keeps_global_model(spec, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import tomllib
 
 import pytest
@@ -172,9 +173,12 @@ def test_rerun_skips_finished_cells_and_reruns_an_unfinished_one(finished_study,
 
     cells = sorted((out / "cells").iterdir())
     kept = {p.name: p.read_bytes() for p in cells[0].iterdir() if p.is_file()}
-    (cells[1] / "summary.json").unlink()  # as if the run stopped mid-cell
+    # as if the run stopped mid-cell, after a round: its summary.json is a partial one
+    partial = json.loads((cells[1] / "summary.json").read_text()) | {"finished": False}
+    (cells[1] / "summary.json").write_text(json.dumps(partial))
+    assert len(study_mod.tidy_rows(load_study(spec), out)) == 8 - 4  # an unfinished cell is not in the tidy table
     assert main(["study", str(spec), "--out", str(out), "--workers", "1"]) == 0
     assert calls == [str(cells[1])]
     assert {p.name: p.read_bytes() for p in cells[0].iterdir() if p.is_file()} == kept
-    assert (cells[1] / "summary.json").is_file()
+    assert json.loads((cells[1] / "summary.json").read_text())["finished"] is True
     assert len(_rows(out)) == 8
