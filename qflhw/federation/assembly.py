@@ -25,9 +25,11 @@ from qflhw.execution.evaluator import Runner
 from qflhw.execution.journal import Journal
 from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.retries import JournaledRunner
+from qflhw.training.classical import Model, make_model
 from qflhw.training.client import Client
 from qflhw.training.data import FederatedData, federate, load_dataset
-from qflhw.training.model import HybridModel
+from qflhw.training.personalization import Personalization, for_spec
+from qflhw.training.privacy import PrivacyPlan, make_plan
 
 
 def run_key(spec: JobSpec) -> str:
@@ -76,6 +78,15 @@ def selected_indices(spec: JobSpec, round_: int) -> list[int]:
     return [int(i) for i in sorted(rng.choice(n, size=k, replace=False))]
 
 
+def participations(spec: JobSpec) -> list[int]:
+    """How many rounds each client (in spec order) takes part in."""
+    counts = [0] * len(spec.clients)
+    for r in range(spec.rounds):
+        for i in selected_indices(spec, r):
+            counts[i] += 1
+    return counts
+
+
 def device_seed(spec: JobSpec, client: ClientSpec) -> int:
     """The seed of a client's device (transpilation and shot noise)."""
     return stable_seed(spec.seed, client.name, "device")
@@ -107,6 +118,14 @@ class Assembly:
         self.model: ModelCircuit = build(spec.model.ansatz, spec.model.qubits, spec.model.layers, spec.model.encoding)
         self.observables: list[SparsePauliOp] = observables(spec.model.observables, spec.model.qubits)
         self.data, self.n_classes = federated_data(spec)
+        #: which coordinates stay at the clients ([personalization]); the server aggregates the rest
+        self.split: Personalization = for_spec(spec, self.global_model())
+        #: each client's differential-privacy plan ([privacy]); refuses an epsilon it cannot meet
+        counts = participations(spec)
+        self.privacy: dict[str, PrivacyPlan | None] = {
+            c.name: make_plan(spec.privacy, client=c.name, participations=counts[k], dimension=self.split.shared_size)
+            for k, c in enumerate(spec.clients)
+        }
 
     def index(self, name: str) -> int:
         """Spec position of the client ``name``."""
@@ -127,16 +146,18 @@ class Assembly:
     def client(
         self, k: int, device: Device, *, ledger: Ledger, runner: Runner, mitigation: Technique | None = None
     ) -> Client:
-        """Client ``k`` on ``device``, with its training rows; ``mitigation`` overrides the spec's."""
+        """Client ``k`` on ``device``, with its training and test rows; ``mitigation`` overrides the spec's."""
         x_tr, y_tr = training_rows(self.spec, self.data, k)
+        part = self.data.clients[k]
         return Client(
             self.spec.clients[k], self.spec, device, x_tr, y_tr, self.model, self.observables, self.n_classes,
             run_id=self.run_key, ledger=ledger, runner=runner, mitigation=mitigation,
+            test_rows=(part.X_test, part.y_test), privacy=self.privacy[self.spec.clients[k].name],
         )
 
-    def global_model(self) -> HybridModel:
-        """The model every client starts from (seeded by the spec)."""
-        return HybridModel(len(self.model.weights), len(self.observables), self.n_classes, self.spec.seed)
+    def global_model(self) -> Model:
+        """The model every client starts from (seeded by the spec): hybrid, or the classical MLP."""
+        return make_model(self.spec, len(self.model.weights), len(self.observables), self.n_classes)
 
 
 def describe_client(c: Client) -> dict:
