@@ -188,7 +188,7 @@ class PrivacySpec(_Strict):
     (see qflhw.training.privacy and docs/privacy.md)."""
 
     epsilon: float | None = Field(default=None, gt=0, description="each client's epsilon over the whole run; none = no DP")
-    delta: float = Field(default=1e-5, ge=0, lt=1, description="the delta of (epsilon, delta)-DP (the depolarizing mechanism is pure: delta 0)")
+    delta: float = Field(default=1e-5, ge=0, lt=1, description="delta of (epsilon, delta)-DP (depolarizing is pure: delta 0)")
     clip_norm: float = Field(default=1.0, gt=0, description="L2 norm every update (client params - global params) is clipped to")
     mechanism: PrivacyMechanism = Field(
         default="gaussian",
@@ -199,8 +199,8 @@ class PrivacySpec(_Strict):
     noise_multiplier: float | None = Field(
         default=None, gt=0, description="gaussian/shot-noise: noise std / sensitivity, fixed; default the smallest that meets epsilon"
     )
-    shots: int | None = Field(default=None, ge=1, description="shot-noise/depolarizing: shots per released coordinate; default chosen (docs/privacy.md)")
-    depolarizing: float | None = Field(default=None, gt=0, lt=1, description="depolarizing: channel strength p, fixed; default tuned to meet epsilon")
+    shots: int | None = Field(default=None, ge=1, description="measured release: shots per coordinate; default chosen (docs/privacy.md)")
+    depolarizing: float | None = Field(default=None, gt=0, lt=1, description="depolarizing: strength p, fixed; default tuned to epsilon")
     headroom: float = Field(default=2.0, gt=1, description="measured release: an encoded coordinate has |<Z>| <= 1/headroom")
     gaussian: bool = Field(default=True, description="allow classical Gaussian noise on top when the quantum noise is not enough")
 

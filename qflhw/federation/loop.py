@@ -126,12 +126,13 @@ class Federation:
     def _privacy_columns(self, res: ClientResult) -> dict:
         """epsilon spent by ``res.client`` so far (rounds whose update it sent), and this round's noise."""
         plan = self.assembly.privacy.get(res.client)
-        cols = {k: "" for k in ("dp_epsilon", "dp_epsilon_round", "dp_noise_std", "dp_quantum_std", "dp_gaussian_std")}
+        keys = ("dp_epsilon", "dp_epsilon_round", "dp_noise_std", "dp_quantum_std", "dp_gaussian_std", "dp_shots")
+        cols: dict[str, float | str] = {k: "" for k in keys}
         if plan is None:
             return cols
         sent = sum(1 for r in self.rows if r["client"] == res.client and r["status"] != "dropped") + (res.params is not None)
         cols.update({"dp_epsilon": plan.epsilon_after(sent), "dp_epsilon_round": plan.epsilon_round if res.params is not None else 0.0})
-        cols.update({k: res.extra.get(k, "") for k in ("dp_noise_std", "dp_quantum_std", "dp_gaussian_std")})
+        cols.update({k: res.extra.get(k, "") for k in keys[2:]})
         return cols
 
     def _update(self, res: ClientResult) -> aggregation.ClientUpdate:

@@ -55,6 +55,7 @@ METRIC_FIELDS = [
     "dp_noise_std",
     "dp_quantum_std",
     "dp_gaussian_std",
+    "dp_shots",
 ]
 
 

@@ -205,7 +205,7 @@ class Client:
             res.cost = res.cost + rel.cost
             res.job_ids.extend(rel.job_ids)
             res.extra.update({"dp_noise_std": self.privacy.noise_std, "dp_quantum_std": rel.quantum_std,
-                              "dp_gaussian_std": rel.gaussian_std})
+                              "dp_gaussian_std": rel.gaussian_std, "dp_shots": float(getattr(self.release, "shots", 0))})
         if self.personal.method == "pqfl":
             self.personal.adapt(self, global_params, round_, res, step, variances)
         return shared

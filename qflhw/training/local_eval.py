@@ -67,6 +67,17 @@ def _device_evaluator(client: Client) -> CircuitEvaluator:
     return client.eval_evaluator
 
 
+def estimate_cost(client: Client) -> Cost:
+    """What one round of this client's evaluation costs (nothing unless it runs on the device)."""
+    if not (client.job.evaluation.per_client and client.job.evaluation.on_device) or isinstance(client.model, ClassicalModel):
+        return Cost()
+    if len(client.y_test) == 0:
+        return Cost()
+    jobs = 2 if client.job.personalization.method in ("local-layers", "pqfl") else 1
+    one = _device_evaluator(client).estimate(len(client.y_test), grad=False)
+    return Cost(one.usd * jobs, one.tasks * jobs, one.shots * jobs, one.seconds * jobs)
+
+
 def evaluate_client(client: Client, global_params: np.ndarray, round_: int) -> ClientEval:
     """Score the global model (and the client's personalized one) on the client's test rows.
 
