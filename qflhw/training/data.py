@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -233,20 +233,23 @@ def split(indices: np.ndarray, test_fraction: float, rng: Seed) -> tuple[np.ndar
 
 @dataclass(frozen=True, eq=False)
 class Samples:
-    """Encoded rows and their labels."""
+    """Encoded rows and their labels (and their row numbers in the dataset)."""
 
     X: np.ndarray
     y: np.ndarray
+    index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True, eq=False)
 class ClientData:
-    """One client's encoded training and test rows."""
+    """One client's encoded training and test rows, and their row numbers in the dataset."""
 
     X_train: np.ndarray
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
+    train_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    test_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True, eq=False)
@@ -303,5 +306,5 @@ def federate(
     splits = [split(pool[part], test_fraction, gen) for part in parts]
     transform = prepare(X, num_features, train_idx=np.concatenate([tr for tr, _ in splits]))
     Z = transform.transform(X)
-    clients = tuple(ClientData(Z[tr], y[tr], Z[te], y[te]) for tr, te in splits)
-    return FederatedData(clients=clients, global_test=Samples(Z[held_out], y[held_out]), transform=transform)
+    clients = tuple(ClientData(Z[tr], y[tr], Z[te], y[te], tr, te) for tr, te in splits)
+    return FederatedData(clients=clients, global_test=Samples(Z[held_out], y[held_out], np.asarray(held_out)), transform=transform)
