@@ -61,6 +61,22 @@ class DataSpec(_Strict):
     test_fraction: float = Field(default=0.2, ge=0, lt=1, description="per-client test split")
     global_test_fraction: float = Field(default=0.2, gt=0, lt=1, description="held out before partitioning")
     max_train_per_client: int | None = Field(default=None, gt=0, description="cap on local training rows")
+    positive: list[int] | None = Field(
+        default=None,
+        description="one-vs-rest: these labels (after `classes`) become 1, e.g. the anomalies, every other 0; "
+        "partitions still follow the original labels, so clients can differ in which normal classes they hold",
+    )
+    positive_fraction: float | None = Field(
+        default=None, gt=0, lt=1, description="with `positive`: keep a seeded subset of positive rows so they make this share"
+    )
+
+    @model_validator(mode="after")
+    def _one_vs_rest(self) -> DataSpec:
+        if self.positive_fraction is not None and not self.positive:
+            raise ValueError("data.positive_fraction needs data.positive (the labels that count as positive)")
+        if self.positive is not None and not self.positive:
+            raise ValueError("data.positive must list at least one label, e.g. [8]")
+        return self
 
 
 class ModelSpec(_Strict):

@@ -27,7 +27,7 @@ from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.retries import JournaledRunner
 from qflhw.training.classical import Model, make_model
 from qflhw.training.client import Client
-from qflhw.training.data import FederatedData, federate, load_dataset
+from qflhw.training.data import FederatedData, federate, keep_positive_fraction, load_dataset, one_vs_rest
 from qflhw.training.personalization import Personalization, for_spec
 from qflhw.training.privacy import PrivacyPlan, make_plan
 
@@ -46,6 +46,8 @@ def federated_data(spec: JobSpec) -> tuple[FederatedData, int]:
     number of classes; seeded, so a Flower site rebuilds its own partition exactly."""
     X, y = load_dataset(spec.data.dataset, classes=spec.data.classes)
     d = spec.data
+    if d.positive and d.positive_fraction:
+        X, y = keep_positive_fraction(X, y, d.positive, d.positive_fraction, stable_seed(spec.seed, "positive"))
     data = federate(
         X,
         y,
@@ -58,6 +60,8 @@ def federated_data(spec: JobSpec) -> tuple[FederatedData, int]:
         num_features=spec.model.qubits,
         seed=spec.seed,
     )
+    if d.positive:
+        return one_vs_rest(data, y, d.positive), 2
     return data, int(np.max(y)) + 1
 
 

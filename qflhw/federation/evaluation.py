@@ -47,7 +47,7 @@ def client_eval_columns(ev: ClientEval | None) -> dict:
     out.update({"test_rows": ev.scores.rows, "eval_shots": ev.cost.shots, "eval_job_ids": " ".join(ev.job_ids),
                 "eval_error": ev.error or ""})
     for who, s in (("client", ev.scores), ("personal", ev.personal)):
-        if s is not None and s.rows:
+        if s is not None and s.rows and math.isfinite(s.accuracy):  # an evaluation that failed leaves them empty
             out.update({f"{who}_test_{k}": getattr(s, k) for k in EVAL_FIELDS})
     return out
 

@@ -146,7 +146,7 @@ class Federation:
             variance=res.variance if res.variance > 0 else None,
             noise=1.0 - res.esp,
         )
-        aggregation.validate_update(update, len(self.params))
+        aggregation.validate_update(update, self.assembly.split.shared_size)
         return update
 
     # ---------------------------------------------------------------- journal, checkpoints, resume

@@ -3,7 +3,9 @@
 A study loads one dataset, holds out a stratified global test set, partitions the rest over
 clients (IID, Dirichlet or label shards), splits each client into train and test, and encodes
 features as rotation angles fitted on the clients' training rows only, so no test row leaks into
-the preprocessing. Every random choice comes from one seed, so a partition can be rebuilt exactly.
+the preprocessing. A one-vs-rest relabelling (an anomaly class against the rest) is applied after
+partitioning, so clients can differ in which classes make up their "normal" rows. Every random
+choice comes from one seed, so a partition can be rebuilt exactly.
 """
 
 from __future__ import annotations
@@ -308,3 +310,29 @@ def federate(
     Z = transform.transform(X)
     clients = tuple(ClientData(Z[tr], y[tr], Z[te], y[te], tr, te) for tr, te in splits)
     return FederatedData(clients=clients, global_test=Samples(Z[held_out], y[held_out], np.asarray(held_out)), transform=transform)
+
+
+def keep_positive_fraction(
+    X: np.ndarray, y: np.ndarray, positive: Sequence[int], fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop a seeded subset of the rows labelled ``positive`` so they make ``fraction`` of the rows
+    (an anomaly-detection task: anomalies rare); rows keep their order and original labels."""
+    pos = np.flatnonzero(np.isin(y, list(positive)))
+    neg = len(y) - len(pos)
+    if len(pos) == 0:
+        raise ConfigError(f"data.positive {list(positive)}: no row has these labels; pick labels the dataset has")
+    want = min(len(pos), max(1, int(round(fraction * neg / (1 - fraction)))))
+    keep_pos = np.random.default_rng(seed).choice(pos, size=want, replace=False)
+    keep = np.sort(np.concatenate([np.flatnonzero(~np.isin(y, list(positive))), keep_pos]))
+    return X[keep], y[keep]
+
+
+def one_vs_rest(data: FederatedData, y: np.ndarray, positive: Sequence[int]) -> FederatedData:
+    """``data`` (partitioned on the original labels ``y``) relabelled 1 for ``positive`` labels, else 0."""
+    binary = np.isin(y, list(positive)).astype(np.int64)
+    clients = tuple(
+        ClientData(c.X_train, binary[c.train_index], c.X_test, binary[c.test_index], c.train_index, c.test_index)
+        for c in data.clients
+    )
+    g = data.global_test
+    return FederatedData(clients=clients, global_test=Samples(g.X, binary[g.index], g.index), transform=data.transform)
