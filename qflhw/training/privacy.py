@@ -113,6 +113,16 @@ def depolarizing_strength(epsilon_round: float, shots: int, dimension: int, head
     return 1.0 / (1.0 + x / (2 * eta))
 
 
+def depolarizing_shots(epsilon_round: float, dimension: int, headroom: float, most: int = 4096) -> int:
+    """Shots per coordinate that give the release the smallest variance at ``epsilon_round``.
+
+    The estimate's variance goes as 1 / (S (1 - p_S)^2), p_S the channel that S shots allow: at a
+    tight budget one shot is best (p grows with S), at a loose one many (p is near 0 anyway).
+    """
+    candidates = [2**k for k in range(int(math.log2(most)) + 1)]
+    return min(candidates, key=lambda s: 1.0 / (s * (1.0 - depolarizing_strength(epsilon_round, s, dimension, headroom)) ** 2))
+
+
 @dataclass(frozen=True)
 class PrivacyPlan:
     """One client's privacy settings for a run: mechanism, noise and what each round costs."""
@@ -180,7 +190,7 @@ def make_plan(spec: PrivacySpec, *, client: str, participations: int, dimension:
     base = dict(client=client, mechanism=spec.mechanism, epsilon=eps, delta=spec.delta, clip_norm=spec.clip_norm,
                 participations=participations, dimension=dimension, headroom=spec.headroom, gaussian_allowed=spec.gaussian)
     if spec.mechanism == "depolarizing":
-        shots = spec.shots or 1
+        shots = spec.shots or (1 if spec.depolarizing is not None else depolarizing_shots(eps / rounds, dimension, spec.headroom))
         if spec.depolarizing is not None:
             p = spec.depolarizing
             spent = rounds * depolarizing_round_epsilon(p, shots, dimension, spec.headroom)
@@ -284,12 +294,13 @@ class MeasuredRelease(GaussianRelease):
         return self.scale**2 * (1.0 - self.m_max**2) / shots
 
     def _chosen_shots(self) -> int:
-        """Shot noise: the most shots whose noise alone suffices (else 1 and Gaussian on top);
-        depolarizing: 1 (for a fixed epsilon, fewer shots per coordinate give the better estimate)."""
+        """Shot noise: the most shots whose noise alone suffices, up to the device's limit (else 1,
+        and Gaussian noise on top); depolarizing: the plan's (see :func:`depolarizing_shots`)."""
         if self.plan.mechanism != "shot-noise":
             return 1
         need = self.plan.noise_std**2
-        return max(1, int(self.scale**2 * (1.0 - self.m_max**2) / need)) if need > 0 else 1
+        most = self.device.profile.limits.max_shots
+        return min(most, max(1, int(self.scale**2 * (1.0 - self.m_max**2) / need))) if need > 0 else most
 
     def estimate_cost(self) -> Cost:
         return job_cost(self.device.profile, self.plan.dimension, self.shots)

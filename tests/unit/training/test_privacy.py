@@ -164,13 +164,28 @@ def test_depolarizing_bound_holds_for_the_exact_outcome_distributions():
 
 
 # ------------------------------------------------------------------------------ plans and refusals
+def test_depolarizing_shots_are_one_at_a_tight_budget_and_many_at_a_loose_one():
+    tight = make_plan(PrivacySpec(epsilon=2.0, mechanism="depolarizing"), client="a", participations=4, dimension=26)
+    loose = make_plan(PrivacySpec(epsilon=1e4, mechanism="depolarizing"), client="a", participations=4, dimension=26)
+    assert tight is not None and loose is not None
+    assert tight.shots == 1 and loose.shots is not None and loose.shots > 100
+    for plan in (tight, loose):  # whatever the shots, the plan spends exactly its budget
+        assert plan.epsilon_after(4) == pytest.approx(plan.epsilon, rel=1e-9)
+
+    def var(s):  # the estimate's variance, up to a constant
+        return 1 / (s * (1 - depolarizing_strength(1e4 / 4, s, 26, 2.0)) ** 2)
+
+    assert var(loose.shots) <= min(var(1), var(loose.shots // 2), var(loose.shots * 2))
+
+
 def test_plans_refuse_an_epsilon_the_stated_settings_cannot_meet():
     with pytest.raises(ConfigError, match=r"noise_multiplier = 0.5 over 4 rounds gives epsilon .* raise it to >= "):
         make_plan(PrivacySpec(epsilon=2.0, noise_multiplier=0.5), client="a", participations=4, dimension=10)
     # d = 10, headroom 2: eta = 1/sqrt(10 * 3) = 0.1826; epsilon 2 over 4 rounds = 0.5 a round;
     # 2 (1-p)/p * eta = expm1(0.5 / 10) = 0.05127 -> p = 1 / (1 + 0.05127 / 0.3651) = 0.8769
     with pytest.raises(ConfigError, match=r"privacy.depolarizing = 0.1 .* raise it to >= 0.876"):
-        make_plan(PrivacySpec(epsilon=2.0, mechanism="depolarizing", depolarizing=0.1), client="a", participations=4, dimension=10)
+        make_plan(PrivacySpec(epsilon=2.0, mechanism="depolarizing", depolarizing=0.1, shots=1), client="a", participations=4,
+                  dimension=10)
     plan = make_plan(PrivacySpec(epsilon=2.0, noise_multiplier=30.0), client="a", participations=4, dimension=10)
     assert plan is not None and plan.epsilon_after(4) <= 2.0
     assert make_plan(PrivacySpec(), client="a", participations=4, dimension=10) is None
