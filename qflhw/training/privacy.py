@@ -109,8 +109,9 @@ def depolarizing_round_epsilon(p: float, shots: int, dimension: int, headroom: f
 def depolarizing_strength(epsilon_round: float, shots: int, dimension: int, headroom: float) -> float:
     """The weakest channel p whose release costs at most ``epsilon_round`` (inverse of the above)."""
     eta = min(1.0 / headroom, 1.0 / math.sqrt(dimension * (headroom**2 - 1)))
-    x = math.expm1(epsilon_round / (shots * dimension))  # = 2 (1 - p) / p * eta
-    return 1.0 / (1.0 + x / (2 * eta))
+    b = epsilon_round / (shots * dimension)  # per shot and coordinate: ln(1 + x), x = 2 (1 - p) / p * eta
+    t = (b + math.log(-math.expm1(-b))) - math.log(2 * eta)  # ln(x / (2 eta)), without overflow at large b
+    return max(1.0 / (1.0 + math.exp(t)) if t < 700 else math.exp(-t), 1e-300)
 
 
 def depolarizing_shots(epsilon_round: float, dimension: int, headroom: float, most: int = 4096) -> int:

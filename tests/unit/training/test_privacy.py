@@ -176,6 +176,8 @@ def test_depolarizing_shots_are_one_at_a_tight_budget_and_many_at_a_loose_one():
         return 1 / (s * (1 - depolarizing_strength(1e4 / 4, s, 26, 2.0)) ** 2)
 
     assert var(loose.shots) <= min(var(1), var(loose.shots // 2), var(loose.shots * 2))
+    huge = make_plan(PrivacySpec(epsilon=1e5, mechanism="depolarizing", shots=1), client="a", participations=4, dimension=26)
+    assert huge is not None and 0 < huge.depolarizing < 1e-100 and huge.epsilon_after(4) <= 1e5  # no overflow
 
 
 def test_plans_refuse_an_epsilon_the_stated_settings_cannot_meet():
