@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,8 +28,7 @@ from qflhw.execution.evaluator import CircuitEvaluator
 from qflhw.training.classical import ClassicalModel, Model
 from qflhw.training.metrics import Scores, score
 
-if TYPE_CHECKING:
-    from qflhw.training.client import Client
+Client = Any  # a qflhw.training.client.Client (not imported: the client module imports this one)
 
 
 @dataclass

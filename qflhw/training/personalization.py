@@ -21,7 +21,7 @@ a client's report carries the shared coordinates only, and the server aggregates
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,8 +31,7 @@ from qflhw.config.spec import JobSpec
 from qflhw.devices.base import JobKey
 from qflhw.training.classical import Model, parameter_groups
 
-if TYPE_CHECKING:
-    from qflhw.training.client import Client, ClientResult
+Trainer = Any  # a qflhw.training.client.Client (not imported: the client module imports this one)
 
 
 class Personalization:
@@ -116,7 +115,7 @@ class PersonalState:
             self.optimizer = opt(self.net.parameters(), lr=lr)
         return self.net, self.optimizer
 
-    def adapt(self, client: Client, global_params: np.ndarray, round_: int, res: ClientResult, first_step: int,
+    def adapt(self, client: Trainer, global_params: np.ndarray, round_: int, res: Any, first_step: int,
               variances: list[float]) -> None:
         """PQFL: ``adapt_steps`` fine-tuning steps of the personal model, one device job each."""
         p = self.job.personalization
