@@ -31,6 +31,9 @@ Folding = Literal["two-qubit", "global"]
 Loss = Literal["cross-entropy", "mse"]
 AggregationMethod = Literal["fedavg", "noise-aware", "inverse-variance", "median", "trimmed-mean", "sporadic"]
 SporadicMode = Literal["skip", "scale"]
+ModelKind = Literal["quantum", "classical"]
+PersonalizationMethod = Literal["none", "local-head", "local-layers", "pqfl"]
+PrivacyMechanism = Literal["gaussian", "shot-noise", "depolarizing"]
 
 ANSATZE: tuple[str, ...] = get_args(Ansatz)
 PARTITIONS: tuple[str, ...] = get_args(Partition)
@@ -39,6 +42,9 @@ EXTRAPOLATIONS: tuple[str, ...] = get_args(Extrapolation)
 FOLDINGS: tuple[str, ...] = get_args(Folding)
 AGGREGATION_METHODS: tuple[str, ...] = get_args(AggregationMethod)
 LOSSES: tuple[str, ...] = get_args(Loss)
+MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
+PERSONALIZATION_METHODS: tuple[str, ...] = get_args(PersonalizationMethod)
+PRIVACY_MECHANISMS: tuple[str, ...] = get_args(PrivacyMechanism)
 BUILTIN_DATASETS: tuple[str, ...] = ("digits", "iris", "wine", "breast_cancer")
 
 #: Names that end up in idempotency keys, file names and job tags: no ``/``, no spaces.
@@ -62,6 +68,22 @@ class DataSpec(_Strict):
     test_fraction: float = Field(default=0.2, ge=0, lt=1, description="per-client test split")
     global_test_fraction: float = Field(default=0.2, gt=0, lt=1, description="held out before partitioning")
     max_train_per_client: int | None = Field(default=None, gt=0, description="cap on local training rows")
+    positive: list[int] | None = Field(
+        default=None,
+        description="one-vs-rest: these labels (after `classes`) become 1, e.g. the anomalies, every other 0; "
+        "partitions still follow the original labels, so clients can differ in which normal classes they hold",
+    )
+    positive_fraction: float | None = Field(
+        default=None, gt=0, lt=1, description="with `positive`: keep a seeded subset of positive rows so they make this share"
+    )
+
+    @model_validator(mode="after")
+    def _one_vs_rest(self) -> DataSpec:
+        if self.positive_fraction is not None and not self.positive:
+            raise ValueError("data.positive_fraction needs data.positive (the labels that count as positive)")
+        if self.positive is not None and not self.positive:
+            raise ValueError("data.positive must list at least one label, e.g. [8]")
+        return self
 
 
 class ModelSpec(_Strict):
@@ -72,6 +94,14 @@ class ModelSpec(_Strict):
     ansatz: Ansatz = "rot-crx"
     encoding: Encoding = "ry"
     observables: list[str] = Field(default_factory=list, description="Pauli labels; default Z on each qubit")
+    kind: ModelKind = Field(
+        default="quantum",
+        description="quantum: circuit + linear head on each client's device; classical: a small torch MLP with about as "
+        "many trainable parameters, trained by the same federation (the classical-FL baseline; see qflhw.training.classical)",
+    )
+    hidden: int | None = Field(
+        default=None, ge=1, description="classical: hidden units; default the count whose parameter total is closest to the quantum model's"
+    )
     circuit: str | None = Field(
         default=None,
         description="'package.module:function' returning a qiskit QuantumCircuit (inputs x[i], weights w[j]) or "
@@ -101,6 +131,8 @@ class ModelSpec(_Strict):
         ignored = sorted({"ansatz", "encoding"} & self.model_fields_set)
         if self.circuit is not None and ignored:
             raise ValueError(f"model.{ignored[0]} has no effect with model.circuit = {self.circuit!r}; remove it")
+        if self.kind == "classical" and (self.circuit is not None or self.head is not None):
+            raise ValueError("model.kind = 'classical' trains a torch MLP: remove model.circuit and model.head, or use kind = 'quantum'")
         return self
 
 
@@ -179,6 +211,73 @@ class AggregationSpec(_Strict):
     min_clients: int = Field(default=1, ge=1, description="fewest reporting clients for a round to count")
 
 
+class EvaluationSpec(_Strict):
+    """``[evaluation]``: every round, each selected client scores the new global model (and its
+    personalized one) on its own test rows (see qflhw.training.local_eval)."""
+
+    per_client: bool = Field(default=True, description="score the global model on each client's own test split every round")
+    on_device: bool = Field(
+        default=False,
+        description="true: on the client's own device with shots, charged and budgeted like training, one job per "
+        "evaluation; false: exact noiseless expectations, nothing charged (training numbers unchanged either way)",
+    )
+    shots: int | None = Field(default=None, ge=1, description="on_device: shots per circuit; default the client's training shots")
+
+
+class PersonalizationSpec(_Strict):
+    """``[personalization]``: parameters that stay at the client, never sent or averaged
+    (see qflhw.training.personalization)."""
+
+    method: PersonalizationMethod = Field(
+        default="none",
+        description="none | local-head (the classical head stays local) | local-layers (the head and the last "
+        "`local_layers` ansatz layers) | pqfl (a personal copy of the whole model, fine-tuned on the client's device "
+        "with a proximal pull towards the global model, arXiv:2511.07471)",
+    )
+    local_layers: int = Field(default=1, ge=1, description="local-layers: how many of the last ansatz layers stay local, with the head")
+    adapt_steps: int = Field(default=5, ge=1, description="pqfl: fine-tuning steps (one device job each) after each global model arrives")
+    learning_rate: float | None = Field(default=None, gt=0, description="pqfl: fine-tuning learning rate; default training.learning_rate")
+    lam: float = Field(default=0.1, ge=0, description="pqfl: weight of the proximal term lam/2 * ||w_personal - w_global||^2")
+
+
+class PrivacySpec(_Strict):
+    """``[privacy]``: client-level differential privacy of every update a client sends
+    (see qflhw.training.privacy and docs/privacy.md)."""
+
+    epsilon: float | None = Field(default=None, gt=0, description="each client's epsilon over the whole run; none = no DP")
+    delta: float = Field(default=1e-5, ge=0, lt=1, description="delta of (epsilon, delta)-DP (depolarizing is pure: delta 0)")
+    clip_norm: float = Field(default=1.0, gt=0, description="L2 norm every update (client params - global params) is clipped to")
+    mechanism: PrivacyMechanism = Field(
+        default="gaussian",
+        description="gaussian: classical noise added by qflhw; shot-noise: the update is released by measuring it on "
+        "the client's device, shot noise credited, Gaussian on top if needed; depolarizing: the same release through a "
+        "depolarizing channel of tuned strength (pure epsilon-DP)",
+    )
+    noise_multiplier: float | None = Field(
+        default=None, gt=0, description="gaussian/shot-noise: noise std / sensitivity, fixed; default the smallest that meets epsilon"
+    )
+    shots: int | None = Field(default=None, ge=1, description="measured release: shots per coordinate; default chosen (docs/privacy.md)")
+    depolarizing: float | None = Field(default=None, gt=0, lt=1, description="depolarizing: strength p, fixed; default tuned to epsilon")
+    headroom: float = Field(default=2.0, gt=1, description="measured release: an encoded coordinate has |<Z>| <= 1/headroom")
+    gaussian: bool = Field(default=True, description="allow classical Gaussian noise on top when the quantum noise is not enough")
+
+    @property
+    def enabled(self) -> bool:
+        return self.epsilon is not None
+
+    @model_validator(mode="after")
+    def _settings(self) -> PrivacySpec:
+        if self.enabled and self.mechanism != "depolarizing" and self.delta <= 0:
+            raise ValueError(f"privacy.delta must be > 0 for mechanism {self.mechanism!r} (a Gaussian mechanism); e.g. 1e-5")
+        if self.mechanism == "gaussian" and not self.gaussian:
+            raise ValueError("privacy.gaussian = false leaves mechanism 'gaussian' no noise; use 'shot-noise' or 'depolarizing'")
+        if self.depolarizing is not None and self.mechanism != "depolarizing":
+            raise ValueError("privacy.depolarizing is the strength of mechanism 'depolarizing'; remove it or set that mechanism")
+        if self.noise_multiplier is not None and self.mechanism == "depolarizing":
+            raise ValueError("privacy.noise_multiplier is for the Gaussian mechanisms; mechanism 'depolarizing' tunes privacy.depolarizing")
+        return self
+
+
 class BudgetSpec(_Strict):
     max_usd: float = Field(default=0.0, ge=0, description="hard cap on spend for the whole run; 0 = free devices only")
     shots_per_round: int | None = Field(default=None, gt=0, description="per client per round")
@@ -220,6 +319,9 @@ class JobSpec(_Strict):
     budget: BudgetSpec = BudgetSpec()
     resilience: ResilienceSpec = ResilienceSpec()
     mitigation: MitigationSpec = MitigationSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
+    personalization: PersonalizationSpec = PersonalizationSpec()
+    privacy: PrivacySpec = PrivacySpec()
     clients: list[ClientSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -233,6 +335,14 @@ class JobSpec(_Strict):
                 f"aggregation.min_clients is {self.aggregation.min_clients} but there are only "
                 f"{len(self.clients)} clients; lower it or add clients"
             )
+        p = self.personalization
+        if p.method == "local-layers":
+            if self.model.kind != "quantum":
+                raise ValueError("personalization.method = 'local-layers' keeps ansatz layers local; it needs model.kind = 'quantum' "
+                                 "(use 'local-head' for the classical model)")
+            if p.local_layers >= self.model.layers:
+                raise ValueError(f"personalization.local_layers ({p.local_layers}) must be below model.layers ({self.model.layers}) "
+                                 "so that at least one layer is shared; lower it or add layers")
         return self
 
     def client_setting(self, client: ClientSpec, key: str) -> Any:

@@ -28,14 +28,15 @@ from qflhw.errors import ConfigError
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
-_KEY = re.compile(r"^(?P<run>[^/]+)/r(?P<round>\d+)/(?P<client>[^/]+)/(?P<phase>[se])(?P<step>\d+)$")
+_KEY = re.compile(r"^(?P<run>[^/]+)/r(?P<round>\d+)/(?P<client>[^/]+)/(?P<phase>[sep])(?P<step>\d+)$")
 
 
 @dataclass(frozen=True, order=True)
 class JobKey:
     """The idempotency key of one provider job: which run, round, client and step it belongs to.
 
-    Written ``<run>/r<round>/<client>/s<step>`` (``e<step>`` for an evaluation job): the journal,
+    Written ``<run>/r<round>/<client>/s<step>`` (``e<step>`` for an evaluation job, ``p<step>`` for
+    the measured release of a differentially private update): the journal,
     job tags and the fake provider's store all use that text, and :meth:`parse` reads it back.
     Run and client names cannot hold ``/`` (the spec forbids it), so the text is unambiguous.
     """
@@ -44,7 +45,7 @@ class JobKey:
     round: int
     client: str
     step: int
-    phase: Literal["s", "e"] = "s"  # s: a training step; e: an evaluation
+    phase: Literal["s", "e", "p"] = "s"  # s: a training step; e: an evaluation; p: a private release
 
     def __post_init__(self) -> None:
         if "/" in self.run or "/" in self.client or not self.run or not self.client:

@@ -27,10 +27,12 @@ from qflhw.execution.events import EventSink
 from qflhw.execution.journal import Journal
 from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.retries import JournaledRunner
+from qflhw.training.classical import Model, make_model
 from qflhw.training.client import Client
-from qflhw.training.data import FederatedData, federate, load_dataset
-from qflhw.training.heads import Loss, make_loss, make_model
-from qflhw.training.model import HybridModel
+from qflhw.training.data import FederatedData, federate, keep_positive_fraction, load_dataset, one_vs_rest
+from qflhw.training.heads import Loss, make_loss
+from qflhw.training.personalization import Personalization, for_spec
+from qflhw.training.privacy import PrivacyPlan, make_plan
 
 
 def model_and_observables(spec: ModelSpec) -> tuple[ModelCircuit, list[SparsePauliOp]]:
@@ -58,6 +60,8 @@ def federated_data(spec: JobSpec, num_features: int | None = None) -> tuple[Fede
     own gets one per input parameter)."""
     X, y = load_dataset(spec.data.dataset, classes=spec.data.classes)
     d = spec.data
+    if d.positive and d.positive_fraction:
+        X, y = keep_positive_fraction(X, y, d.positive, d.positive_fraction, stable_seed(spec.seed, "positive"))
     data = federate(
         X,
         y,
@@ -70,6 +74,8 @@ def federated_data(spec: JobSpec, num_features: int | None = None) -> tuple[Fede
         num_features=num_features or spec.model.qubits,
         seed=spec.seed,
     )
+    if d.positive:
+        return one_vs_rest(data, y, d.positive), 2
     return data, int(np.max(y)) + 1
 
 
@@ -88,6 +94,15 @@ def selected_indices(spec: JobSpec, round_: int) -> list[int]:
         return list(range(n))
     rng = np.random.default_rng(stable_seed(spec.seed, "select", str(round_)))
     return [int(i) for i in sorted(rng.choice(n, size=k, replace=False))]
+
+
+def participations(spec: JobSpec) -> list[int]:
+    """How many rounds each client (in spec order) takes part in."""
+    counts = [0] * len(spec.clients)
+    for r in range(spec.rounds):
+        for i in selected_indices(spec, r):
+            counts[i] += 1
+    return counts
 
 
 def device_seed(spec: JobSpec, client: ClientSpec) -> int:
@@ -136,8 +151,15 @@ class Assembly:
         self.model, self.observables = model_and_observables(spec.model)
         self.loss: Loss = make_loss(spec.model)
         self.data, self.n_classes = federated_data(spec, len(self.model.inputs))
-        if spec.model.head:
-            self.global_model()  # a head that cannot serve the data's classes fails here, before any job
+        # a head that cannot serve the data's classes fails here, before any job
+        #: which coordinates stay at the clients ([personalization]); the server aggregates the rest
+        self.split: Personalization = for_spec(spec, self.global_model())
+        #: each client's differential-privacy plan ([privacy]); refuses an epsilon it cannot meet
+        counts = participations(spec)
+        self.privacy: dict[str, PrivacyPlan | None] = {
+            c.name: make_plan(spec.privacy, client=c.name, participations=counts[k], dimension=self.split.shared_size)
+            for k, c in enumerate(spec.clients)
+        }
 
     def index(self, name: str) -> int:
         """Spec position of the client ``name``."""
@@ -160,16 +182,19 @@ class Assembly:
     def client(
         self, k: int, device: Device, *, ledger: Ledger, runner: Runner, mitigation: Technique | None = None
     ) -> Client:
-        """Client ``k`` on ``device``, with its training rows; ``mitigation`` overrides the spec's."""
+        """Client ``k`` on ``device``, with its training and test rows; ``mitigation`` overrides the spec's."""
         x_tr, y_tr = training_rows(self.spec, self.data, k)
+        part = self.data.clients[k]
         return Client(
             self.spec.clients[k], self.spec, device, x_tr, y_tr, self.model, self.observables, self.n_classes,
             run_id=self.run_key, ledger=ledger, runner=runner, mitigation=mitigation,
+            test_rows=(part.X_test, part.y_test), privacy=self.privacy[self.spec.clients[k].name],
         )
 
-    def global_model(self) -> HybridModel:
-        """The model every client starts from (seeded by the spec)."""
-        return make_model(self.spec.model, len(self.model.weights), len(self.observables), self.n_classes, self.spec.seed)
+    def global_model(self) -> Model:
+        """The model every client starts from (seeded by the spec): hybrid (with the spec's head),
+        or the classical MLP."""
+        return make_model(self.spec, len(self.model.weights), len(self.observables), self.n_classes)
 
 
 def describe_client(c: Client) -> dict:

@@ -7,6 +7,9 @@ builds them (:class:`~qflhw.federation.assembly.Assembly`: same data split, miti
 and every optimizer step is priced with the same ``job_cost`` the ledger charges:
 
     steps per round = ceil(training rows / batch size) x local epochs, each step one job;
+    plus, when the spec asks for them: PQFL's ``adapt_steps`` fine-tuning jobs, the evaluation
+    job(s) on the client's test rows (``[evaluation] on_device``) and the measured private
+    release of the update (``[privacy]`` shot-noise / depolarizing), one job each;
     IBM:    USD = per_second x (2 s per job + shots x (circuit duration + 250 us));
     Braket: USD = per_task x tasks + per_shot x shots.
 
@@ -24,6 +27,9 @@ from qflhw.config.spec import JobSpec
 from qflhw.execution.budget import Cost, Ledger
 from qflhw.execution.evaluator import direct_runner
 from qflhw.federation.assembly import Assembly, selected_indices
+from qflhw.training import local_eval
+from qflhw.training.client import Client
+from qflhw.training.privacy import MeasuredRelease
 
 
 @dataclass
@@ -109,14 +115,27 @@ def estimate_spec(spec: JobSpec) -> RunEstimate:
         client = assembly.client(k, device, ledger=Ledger(), runner=direct_runner)
         sizes = batch_sizes(len(client.y), client.batch_size) * client.local_epochs
         per_round = Cost()
-        for n in sizes:
+        for n in sizes if spec.model.kind == "quantum" else []:  # the classical baseline sends no job
             per_round = per_round + client.evaluator.estimate(n)
+        per_round = per_round + extra_round_cost(client)
         total = Cost(per_round.usd * rounds[k], per_round.tasks * rounds[k], per_round.shots * rounds[k],
                      per_round.seconds * rounds[k])
         out.clients.append(
             ClientEstimate(cs.name, device.profile.name, device.profile.provider, len(client.y), len(sizes), rounds[k],
                            per_round, total, device.calibration.id)
         )
+    return out
+
+
+def extra_round_cost(client: Client) -> Cost:
+    """A round's jobs beyond local training: PQFL fine-tuning, on-device evaluation, the private release."""
+    job = client.job
+    out = local_eval.estimate_cost(client)
+    if job.personalization.method == "pqfl" and job.model.kind == "quantum":
+        for _ in range(job.personalization.adapt_steps):
+            out = out + client.evaluator.estimate(min(client.batch_size, len(client.y)))
+    if isinstance(client.release, MeasuredRelease):
+        out = out + client.release.estimate_cost()
     return out
 
 

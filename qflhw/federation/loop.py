@@ -35,9 +35,10 @@ from qflhw.execution.journal import Journal
 from qflhw.execution.mitigation.base import Technique
 from qflhw.federation import aggregation
 from qflhw.federation.assembly import Assembly, describe_client, make_ledger, make_runner, selected_indices
-from qflhw.federation.evaluation import evaluate
+from qflhw.federation.evaluation import client_eval_columns, client_eval_summary, evaluate_scores
 from qflhw.federation.outputs import plot_learning_curve, write_metrics, write_summary
 from qflhw.training.client import Client, ClientResult
+from qflhw.training.local_eval import ClientEval
 
 RoundHook = Callable[["Federation", int], None]
 
@@ -108,14 +109,43 @@ class Federation:
             except InvalidUpdate as err:
                 res.error, res.params = str(err), None
         updates.sort(key=lambda u: u.client)  # one summation order, however the reports arrived
+        split = self.assembly.split  # personalized coordinates are neither sent nor averaged
         if len(updates) >= self.spec.aggregation.min_clients:
-            self.params = self.aggregator.aggregate(updates, self.params)
+            self.params = split.merge(self.params, self.aggregator.aggregate(updates, split.shared(self.params)))
         self.global_model.set_flat(self.params)
         test = self.data.global_test
-        acc, loss = evaluate(self.global_model, self.model_circuit, self.observables, test.X, test.y, self.assembly.loss)
+        scores = evaluate_scores(self.global_model, self.model_circuit, self.observables, test.X, test.y, self.assembly.loss)
+        acc, loss = scores.accuracy, scores.loss
+        evals = self.evaluate_clients(round_, results) if self.spec.evaluation.per_client else {}
         for res in results:
-            self.rows.append(_row(res, acc, loss, enough=len(updates) >= self.spec.aggregation.min_clients))
+            row = _row(res, acc, loss, enough=len(updates) >= self.spec.aggregation.min_clients)
+            row.update({"global_test_auroc": scores.auroc, "global_test_aupr": scores.aupr})
+            row.update(client_eval_columns(evals.get(res.client)))
+            row.update(self._privacy_columns(res))
+            self.rows.append(row)
         return acc, loss
+
+    def evaluate_clients(self, round_: int, results: list[ClientResult]) -> dict[str, ClientEval]:
+        """Each of this round's clients scores the new global model on its own test rows (here in
+        threads; a Flower server asks the sites)."""
+        names = {r.client for r in results}
+        chosen = [c for c in self.clients if c.name in names]
+        if not chosen:
+            return {}
+        with ThreadPoolExecutor(max_workers=len(chosen), thread_name_prefix="qfl-eval") as pool:
+            return {e.client: e for e in pool.map(lambda c: c.evaluate_round(self.params, round_), chosen)}
+
+    def _privacy_columns(self, res: ClientResult) -> dict:
+        """epsilon spent by ``res.client`` so far (rounds whose update it sent), and this round's noise."""
+        plan = self.assembly.privacy.get(res.client)
+        keys = ("dp_epsilon", "dp_epsilon_round", "dp_noise_std", "dp_quantum_std", "dp_gaussian_std", "dp_shots")
+        cols: dict[str, float | str] = {k: "" for k in keys}
+        if plan is None:
+            return cols
+        sent = sum(1 for r in self.rows if r["client"] == res.client and r["status"] != "dropped") + (res.params is not None)
+        cols.update({"dp_epsilon": plan.epsilon_after(sent), "dp_epsilon_round": plan.epsilon_round if res.params is not None else 0.0})
+        cols.update({k: res.extra.get(k, "") for k in keys[2:]})
+        return cols
 
     def _update(self, res: ClientResult) -> aggregation.ClientUpdate:
         if res.params is None:
@@ -128,7 +158,7 @@ class Federation:
             variance=res.variance if res.variance > 0 else None,
             noise=1.0 - res.esp,
         )
-        aggregation.validate_update(update, len(self.params))
+        aggregation.validate_update(update, self.assembly.split.shared_size)
         return update
 
     # ---------------------------------------------------------------- journal, checkpoints, resume
@@ -292,8 +322,45 @@ class Federation:
             "final_parameters": [float(v) for v in self.params],
             "finished": finished,
         }
+        out.update(self._extra_summary(final))
         if seconds is not None:
             out["wall_seconds"] = round(seconds, 1)
+        return out
+
+
+    def _extra_summary(self, final: list[dict]) -> dict:
+        """Summary entries of the model, the clients' own scores, personalization and privacy."""
+        from qflhw.training.classical import quantum_parameter_count
+
+        spec = self.spec
+        out: dict = {
+            "final_test_auroc": final[0].get("global_test_auroc", float("nan")) if final else float("nan"),
+            "final_test_aupr": final[0].get("global_test_aupr", float("nan")) if final else float("nan"),
+            "model": {
+                "kind": spec.model.kind,
+                "trainable_parameters": int(self.params.size),
+                "quantum_trainable_parameters": quantum_parameter_count(
+                    len(self.model_circuit.weights), len(self.observables), self.n_classes),
+            },
+        }
+        if spec.evaluation.per_client:
+            out["client_test"] = {"on_device": spec.evaluation.on_device, **client_eval_summary(self.rows, self.next_round)}
+        split = self.assembly.split
+        if spec.personalization.method != "none":
+            out["personalization"] = {
+                "method": spec.personalization.method,
+                "local_parameters": int(split.size - split.shared_size),
+                "shared_parameters": int(split.shared_size),
+            }
+        plans = {n: p for n, p in self.assembly.privacy.items() if p is not None}
+        if plans:
+            spent = {n: max([float(r["dp_epsilon"]) for r in self.rows if r["client"] == n and r["dp_epsilon"] != ""], default=0.0)
+                     for n in plans}
+            out["privacy"] = {
+                "clients": {n: {**p.describe(), "epsilon_spent": spent[n]} for n, p in plans.items()},
+                "epsilon_spent_max": max(spent.values()),
+                "epsilon_per_round": {n: p.epsilon_round for n, p in plans.items()},
+            }
         return out
 
 

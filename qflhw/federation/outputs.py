@@ -41,6 +41,28 @@ METRIC_FIELDS = [
     "global_test_loss",
     "zne_fallbacks",
     "error",
+    # the global model on the global test set (binary tasks), then each client's own test rows
+    # ([evaluation]), its personalized model ([personalization]) and its privacy spend ([privacy])
+    "global_test_auroc",
+    "global_test_aupr",
+    "test_rows",
+    "client_test_accuracy",
+    "client_test_loss",
+    "client_test_auroc",
+    "client_test_aupr",
+    "personal_test_accuracy",
+    "personal_test_loss",
+    "personal_test_auroc",
+    "personal_test_aupr",
+    "eval_shots",
+    "eval_job_ids",
+    "eval_error",
+    "dp_epsilon",
+    "dp_epsilon_round",
+    "dp_noise_std",
+    "dp_quantum_std",
+    "dp_gaussian_std",
+    "dp_shots",
 ]
 
 
@@ -125,7 +147,27 @@ def summary_table(summary: dict, planned: int | None = None) -> str:
             f"{name:<12} {c['device']:<22} {c['shots']:>10} {c['cost_usd']:>9.2f} {c['esp']:>6.3f} "
             f"{c['rounds_ok']:>9}  {note}"
         )
+    lines.extend(extra_lines(summary))
     return "\n".join(lines)
+
+
+def extra_lines(summary: dict) -> list[str]:
+    """Lines for what a run asked for beyond the defaults: the classical model, personalization, privacy."""
+    lines = []
+    model = summary.get("model", {})
+    if model.get("kind") == "classical":
+        lines.append(f"model: classical MLP, {model['trainable_parameters']} trainable parameters "
+                     f"(the quantum model has {model['quantum_trainable_parameters']})")
+    ct = summary.get("client_test", {})
+    if "personalization" in summary and "personal_final" in ct:
+        g, p = ct["final"], ct["personal_final"]
+        lines.append(f"clients' own test rows ({summary['personalization']['method']}): global accuracy {g['accuracy']:.3f}, "
+                     f"AUROC {g['auroc']:.3f}; personalized accuracy {p['accuracy']:.3f}, AUROC {p['auroc']:.3f}")
+    if "privacy" in summary:
+        pr = summary["privacy"]
+        mech = sorted({c["mechanism"] for c in pr["clients"].values()})
+        lines.append(f"privacy ({', '.join(mech)}): epsilon spent up to {pr['epsilon_spent_max']:.3g} per client")
+    return lines
 
 
 def _finite(value: str) -> bool:

@@ -5,7 +5,10 @@ digest of the spec sections both sides must agree on. A site answers with a *rep
 parameters (none when it dropped out) and everything the aggregators and the run's metrics need
 (samples, shots, cost, ESP, variance, calibration id, job ids, error), plus what it was billed
 including retries and its device facts for the summary. Money travels as a decimal string, so no
-cent is rounded away; parameters travel as float64 arrays, bit for bit.
+cent is rounded away; parameters travel as float64 arrays, bit for bit. A site's trained
+parameters are its *shared* coordinates only: personalized ones (``[personalization]``) never
+leave it. After aggregation the server sends the same instruction as an evaluation message; the
+site answers with an :class:`EvalReport`: its scores on its own test rows, never the rows.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from qflhw.config.spec import JobSpec
 from qflhw.errors import InvalidUpdate
 from qflhw.execution.budget import Cost
 from qflhw.training.client import ClientResult
+from qflhw.training.local_eval import ClientEval
+from qflhw.training.metrics import Scores
 
 Status = Literal["trained", "dropped", "skipped"]
 
@@ -36,7 +41,9 @@ Status = Literal["trained", "dropped", "skipped"]
 def spec_digest(spec: JobSpec) -> str:
     """A short hash of what server and sites must share: name, seed, data, model, training and
     the client list (devices, credentials, budgets and outputs may differ per site)."""
-    shared = spec.model_dump(mode="json", include={"name", "seed", "data", "model", "training"})
+    shared = spec.model_dump(
+        mode="json", include={"name", "seed", "data", "model", "training", "evaluation", "personalization", "privacy"}
+    )
     shared["clients"] = [c.name for c in spec.clients]
     return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -95,6 +102,7 @@ class Report:
                     "tasks": int(res.cost.tasks),
                     "qpu-seconds": float(res.cost.seconds),
                     "zne-fallbacks": int(res.zne_fallbacks),
+                    **{f"x-{k}": float(v) for k, v in res.extra.items()},
                 }
             ),
             "report": ConfigRecord(
@@ -143,6 +151,7 @@ class Report:
                 seconds=float(m["seconds"]),
                 error=str(r["error"]) or None,
                 zne_fallbacks=int(m["zne-fallbacks"]),
+                extra={str(k)[2:]: float(v) for k, v in m.items() if str(k).startswith("x-")},
             )
             billed = Cost(
                 Decimal(str(r["billed-usd"])), int(r["billed-tasks"]), int(r["billed-shots"]), float(r["billed-seconds"])
@@ -153,3 +162,46 @@ class Report:
             return cls(result, status, billed, json.loads(str(r["facts-json"])))  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError, ArithmeticError) as err:
             raise InvalidUpdate(f"malformed qflhw report from a site ({type(err).__name__}: {err})") from err
+
+
+_SCORE_KEYS = ("rows", "accuracy", "loss", "auroc", "aupr")
+
+
+@dataclass
+class EvalReport:
+    """A site's scores of the global (and its personalized) model on its own test rows."""
+
+    result: ClientEval
+
+    def content(self) -> RecordDict:
+        ev = self.result
+        metrics: dict = {f"global-{k}": float(getattr(ev.scores, k)) for k in _SCORE_KEYS}
+        if ev.personal is not None:
+            metrics.update({f"personal-{k}": float(getattr(ev.personal, k)) for k in _SCORE_KEYS})
+        metrics.update({"shots": int(ev.cost.shots), "tasks": int(ev.cost.tasks), "qpu-seconds": float(ev.cost.seconds)})
+        return RecordDict({
+            "metrics": MetricRecord(metrics),
+            "report": ConfigRecord({
+                "client": ev.client, "round": int(ev.round), "error": ev.error or "",
+                "cost-usd": str(ev.cost.usd), "job-ids": [str(j) for j in ev.job_ids],
+            }),
+        })
+
+    @classmethod
+    def read(cls, content: RecordDict) -> EvalReport:
+        """Decode an evaluation reply; a malformed one raises :class:`InvalidUpdate`."""
+        try:
+            m: Mapping[str, Any] = content.metric_records["metrics"]
+            r: Mapping[str, Any] = content.config_records["report"]
+
+            def scores(prefix: str) -> Scores:
+                return Scores(int(m[f"{prefix}-rows"]), *(float(m[f"{prefix}-{k}"]) for k in _SCORE_KEYS[1:]))
+
+            return cls(ClientEval(
+                client=str(r["client"]), round=int(r["round"]), scores=scores("global"),
+                personal=scores("personal") if "personal-rows" in m else None,
+                cost=Cost(Decimal(str(r["cost-usd"])), int(m["tasks"]), int(m["shots"]), float(m["qpu-seconds"])),
+                job_ids=[str(j) for j in r["job-ids"]], error=str(r["error"]) or None,
+            ))
+        except (KeyError, TypeError, ValueError, ArithmeticError) as err:
+            raise InvalidUpdate(f"malformed qflhw evaluation report from a site ({type(err).__name__}: {err})") from err

@@ -3,8 +3,9 @@
 :class:`FlowerFederation` is a :class:`~qflhw.federation.loop.Federation` without local clients: the
 same selection, validation, aggregation (``aggregation.make_aggregator`` on the reported samples,
 ESP and variance), evaluation, checkpoints, ``metrics.csv`` and ``summary.json``. Only
-:meth:`train_selected` differs: it pushes one instruction per SuperNode and polls for the
-reports (submit, then poll: the shape of a cloud QPU job). A site that reports an error, sends a
+:meth:`train_selected` and :meth:`evaluate_clients` differ: they push one instruction per SuperNode
+(a training or an evaluation message) and poll for the reports (submit, then poll: the shape of
+a cloud QPU job). A site that reports an error, sends a
 malformed report, goes offline or does not answer within ``round_timeout`` is a dropout for
 that round, recorded with the reason, and the round aggregates whoever reported.
 
@@ -37,8 +38,10 @@ from qflhw.execution.mitigation.base import Technique
 from qflhw.federation.assembly import selected_indices
 from qflhw.federation.loop import Federation, new_run_dir
 from qflhw.federation.runs import run_with_hooks
-from qflhw.flower.records import Instruction, Report, spec_digest
+from qflhw.flower.records import EvalReport, Instruction, Report, spec_digest
 from qflhw.training.client import Client, ClientResult
+from qflhw.training.local_eval import ClientEval
+from qflhw.training.metrics import Scores
 
 INFO, WARNING = 20, 30
 
@@ -161,11 +164,46 @@ class FlowerFederation(Federation):
         self._waited = True
         return nodes
 
-    def _exchange(self, ins: Instruction, nodes: list[int]) -> tuple[dict[int, Message], dict[int, str]]:
+    def evaluate_clients(self, round_: int, results: list[ClientResult]) -> dict[str, ClientEval]:
+        """Ask the sites of this round's clients to score the new global model on their test rows."""
+        names = [r.client for r in results]
+        online = set(self.grid.get_node_ids())
+        nodes = [n for n, c in self.node_client.items() if c in names and n in online]
+        if not nodes:
+            return {}
+        ins = Instruction(self.params, round_, tuple(names), self.digest)
+        replies, silent = self._exchange(ins, nodes, MessageType.EVALUATE)
+        out: dict[str, ClientEval] = {}
+        for node, msg in replies.items():
+            name = self.node_client[node]
+            if msg.has_error():
+                out[name] = ClientEval(name, round_, Scores(0), error=f"its ClientApp failed to evaluate ({msg.error.reason})")
+                continue
+            if not msg.content.metric_records:  # the site was not selected
+                continue
+            try:
+                ev = EvalReport.read(msg.content).result
+            except InvalidUpdate as err:
+                out[name] = ClientEval(name, round_, Scores(0), error=str(err))
+                continue
+            if ev.client != name or ev.round != round_:
+                out[name] = ClientEval(name, round_, Scores(0), error=f"answered for {ev.client} round {ev.round}")
+                continue
+            if ev.cost.tasks or ev.cost.shots or ev.cost.usd:
+                self.ledger.charge(name, round_, ev.cost)
+            out[name] = ev
+        for node, reason in silent.items():
+            name = self.node_client[node]
+            out[name] = ClientEval(name, round_, Scores(0), error=reason)
+        return out
+
+    def _exchange(
+        self, ins: Instruction, nodes: list[int], kind: str = MessageType.TRAIN
+    ) -> tuple[dict[int, Message], dict[int, str]]:
         """Push ``ins`` to each node, then poll until every node answered, went offline or timed out."""
         pending: dict[str, int] = {}
         for node in nodes:
-            msg = Message(ins.content(), dst_node_id=node, message_type=MessageType.TRAIN, group_id=str(ins.round))
+            msg = Message(ins.content(), dst_node_id=node, message_type=kind, group_id=f"{kind}-{ins.round}")
             for mid in self.grid.push_messages([msg]):
                 pending[mid] = node
         replies: dict[int, Message] = {}

@@ -29,8 +29,10 @@ from qflhw.execution.events import EventLog
 from qflhw.execution.journal import Journal
 from qflhw.execution.retries import JournaledRunner
 from qflhw.federation.assembly import Assembly, describe_client, make_ledger, make_runner
-from qflhw.flower.records import Instruction, Report, spec_digest
+from qflhw.flower.records import EvalReport, Instruction, Report, spec_digest
 from qflhw.training.client import ClientResult
+from qflhw.training.local_eval import ClientEval
+from qflhw.training.metrics import Scores
 
 SPEC_KEY, CLIENT_KEY, DIR_KEY = "qflhw-spec", "qflhw-client", "qflhw-dir"
 STATE_KEY = "qflhw-site"  # the ConfigRecord in Context.state that holds the carried-over state
@@ -104,6 +106,30 @@ class Site:
         billed = Cost(after.usd - before.usd, after.tasks - before.tasks, after.shots - before.shots, after.seconds - before.seconds)
         report = Report(res, "trained" if res.params is not None else "dropped", billed, describe_client(self.client))
         return report, pickle.dumps(self._carried())
+
+    def evaluate(self, ins: Instruction, state: bytes | None) -> tuple[EvalReport | None, bytes | None]:
+        """Score the global model (and this site's personalized one) on the site's test rows.
+
+        Returns no report when this site is not among the round's clients.
+        """
+        if self.name not in ins.selected:
+            return None, state
+        if ins.digest != self.digest:
+            err = f"spec mismatch: the server's spec digest is {ins.digest}, this site's ({self.source}) is {self.digest}"
+            return EvalReport(ClientEval(self.name, ins.round, Scores(0), error=err)), state
+        carried = self._load(state)
+        self.client.load_state(carried["client"])
+        self.ledger.restore(carried["ledger"])
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        journal = Journal(self.run_dir)
+        self._runner = make_runner(self.spec, journal)
+        try:
+            ev = self.client.evaluate_round(ins.params, ins.round)
+        finally:
+            self._runner = None
+            journal.close()
+            self.device.close()
+        return EvalReport(ev), pickle.dumps(self._carried())
 
 
 _SITES: dict[tuple, Site] = {}

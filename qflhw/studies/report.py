@@ -3,6 +3,8 @@
 Rows are the ones :func:`qflhw.studies.sweep.tidy_rows` gives (one per cell, round and client). The
 table has one line per setting (the sweep values other than the seed) with the mean and spread
 of the final global test accuracy over seeds; the plots show how aggregators and noise compare.
+A second table, from the cells' summaries, scores the clients' own test rows (global and
+personalized models, AUROC/AUPR for binary tasks) with the model size and the epsilon spent.
 """
 
 from __future__ import annotations
@@ -89,6 +91,38 @@ def markdown_table(rows: Sequence[dict], keys: Sequence[str]) -> str:
                 f"{low:.3f}",
             ]) + " |"
         )
+    return "\n".join(lines)
+
+
+def clients_table(entries: Sequence[tuple[dict[str, Any], dict]], keys: Sequence[str]) -> str:
+    """One line per setting from the cells' summaries: the clients' own test rows scored by the
+    global model and (when personalized) by their own models, the model size and the epsilon spent;
+    mean ± sd over seeds. Empty when no cell has per-client scores."""
+    if not any("client_test" in summ for _, summ in entries):
+        return ""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for values, summ in entries:
+        groups[tuple(str(values[k]) for k in keys if k != "seed")].append(summ)
+    cols = [k for k in keys if k != "seed"]
+    metrics = [
+        ("global model: accuracy", ("final", "accuracy")), ("AUROC", ("final", "auroc")), ("AUPR", ("final", "aupr")),
+        ("personalized: accuracy", ("personal_final", "accuracy")), ("AUROC", ("personal_final", "auroc")),
+        ("AUPR", ("personal_final", "aupr")),
+    ]
+    head = [*cols, "seeds", "parameters", *[m for m, _ in metrics], "epsilon spent"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cell(xs: Sequence[float]) -> str:
+        m, sd = _spread(xs)
+        if not math.isfinite(m):
+            return "–"
+        return f"{m:.3f} ± {sd:.3f}" if math.isfinite(sd) else f"{m:.3f}"
+
+    for setting, summs in groups.items():
+        vals = [cell([_float(su.get("client_test", {}).get(a, {}).get(b)) for su in summs]) for _, (a, b) in metrics]
+        eps = cell([_float(su["privacy"]["epsilon_spent_max"]) for su in summs if "privacy" in su])
+        params = str(summs[0].get("model", {}).get("trainable_parameters", ""))
+        lines.append("| " + " | ".join([*setting, str(len(summs)), params, *vals, eps]) + " |")
     return "\n".join(lines)
 
 

@@ -48,7 +48,8 @@ _NOT_SWEEPABLE = {"name", "output", "clients"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SWEEPABLE_HELP = (
     "sweepable: seed, rounds, client_fraction, data.<field>, model.<field>, training.<field>, "
-    "aggregation.<field>, budget.<field>, clients.<field>, clients.<name>.<field>, client_set"
+    "aggregation.<field>, budget.<field>, evaluation.<field>, personalization.<field>, privacy.<field>, "
+    "clients.<field>, clients.<name>.<field>, client_set"
 )
 
 
@@ -392,7 +393,18 @@ def report_study(study: Study, out: Path) -> tuple[str, list[str]]:
     done = len({r["cell"] for r in rows})
     table = markdown_table(rows, study.keys) if rows else "(no finished cells yet)"
     head = f"# {study.source}: {done} of {len(study.cells)} cells finished\n\nFinal global test accuracy per setting, over seeds.\n\n"
-    atomic_write(out / "summary.md", head + table + "\n")
+    from qflhw.studies.report import clients_table
+
+    entries = []
+    for cell in study.cells:
+        path = out / "cells" / cell.name / "summary.json"
+        if path.is_file():
+            entries.append((cell.values, json.loads(path.read_text(encoding="utf-8"))))
+    more = clients_table(entries, study.keys)
+    if more:
+        more = ("\n\nThe clients' own test rows at the last round (pooled over clients; AUROC/AUPR: row-weighted "
+                "means), model size and epsilon spent, over seeds.\n\n" + more)
+    atomic_write(out / "summary.md", head + table + more + "\n")
     plots = write_report(out, rows, study.keys)
     return table, ["study.csv", "summary.md", *[p.name for p in plots]]
 
@@ -402,6 +414,8 @@ ROW_FIELDS = [
     "seed", "aggregation", "partition", "client", "device", "calibration", "noise_scale",
     "round", "status", "num_samples", "steps", "loss", "shots", "esp", "variance", "calibration_id",
     "global_test_accuracy", "global_test_loss", "error",
+    "client_test_accuracy", "client_test_auroc", "client_test_aupr",
+    "personal_test_accuracy", "personal_test_auroc", "personal_test_aupr", "dp_epsilon",
 ]
 
 

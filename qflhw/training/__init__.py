@@ -1,1 +1,2 @@
-"""A client's side of federated learning: data and partitions, the hybrid torch model, the client."""
+"""A client's side of federated learning: data and partitions, the hybrid torch model and its
+classical baseline, the client, its personalization, privacy and evaluation on its own test rows."""

@@ -23,8 +23,12 @@ from qflhw.execution.evaluator import CircuitEvaluator, Runner, direct_runner
 from qflhw.execution.mitigation import make_mitigation
 from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.shots import AdaptiveShots
+from qflhw.training.classical import ClassicalModel, Model, make_model
 from qflhw.training.fedprox import proximal_term
-from qflhw.training.heads import make_loss, make_model
+from qflhw.training.heads import make_loss
+from qflhw.training.local_eval import ClientEval, evaluate_client
+from qflhw.training.personalization import PersonalState
+from qflhw.training.privacy import PrivacyPlan, make_release
 
 
 @dataclass
@@ -46,6 +50,7 @@ class ClientResult:
     seconds: float = 0.0
     error: str | None = None
     zne_fallbacks: int = 0  # mitigated values whose zero-noise fit fell back to Richardson
+    extra: dict[str, float] = field(default_factory=dict)  # e.g. the privacy figures of this report
 
 
 class Client:
@@ -64,6 +69,8 @@ class Client:
         ledger: Ledger,
         runner: Runner = direct_runner,
         mitigation: Technique | None = None,
+        test_rows: tuple[np.ndarray, np.ndarray] | None = None,
+        privacy: PrivacyPlan | None = None,
     ):
         self.spec = spec
         self.job = job
@@ -90,8 +97,15 @@ class Client:
             shot_allocation=job.training.shot_allocation,
             adaptive=adaptive,
         )
-        self.model = make_model(job.model, len(model.weights), len(observables), n_classes, seed=job.seed)
+        self.model: Model = make_model(job, len(model.weights), len(observables), n_classes)
         self.loss = make_loss(job.model)
+        x_te, y_te = test_rows if test_rows is not None else (np.zeros((0, self.x.shape[1])), np.zeros(0, dtype=int))
+        self.x_test, self.y_test = np.asarray(x_te, dtype=float), np.asarray(y_te, dtype=int)
+        self.eval_evaluator: CircuitEvaluator | None = None  # made on first on-device evaluation
+        self.personal = PersonalState(job, self.model, spec.name)
+        self.privacy = privacy
+        self.release = make_release(privacy, device, client=spec.name, run_id=run_id, ledger=ledger, runner=runner,
+                                    seed=stable_seed(job.seed, spec.name, "privacy"))
         lr = job.client_setting(spec, "learning_rate")
         opt = torch.optim.Adam if job.training.optimizer == "adam" else torch.optim.SGD
         self.optimizer = opt(self.model.parameters(), lr=lr)
@@ -103,6 +117,11 @@ class Client:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def esp(self) -> float:
+        """ESP of the client's compiled circuit (1 for the classical model, which runs no circuit)."""
+        return 1.0 if isinstance(self.model, ClassicalModel) else self.evaluator.transpiled.esp
+
     def train_round(self, global_params: np.ndarray, round_: int) -> ClientResult:
         """Local training from the global parameters; never raises for device or budget trouble."""
         start = time.perf_counter()
@@ -112,42 +131,31 @@ class Client:
             round=round_,
             params=None,
             num_samples=len(self.y),
-            esp=self.evaluator.transpiled.esp,
+            esp=self.esp,
             calibration_id=self.device.calibration.id,
         )
         if self.stopped:
             res.error = self.stopped
             return res
-        self.model.set_flat(global_params)
-        anchor = torch.as_tensor(global_params, dtype=torch.float64)
+        begin = self.personal.start(global_params)  # the global model, with this client's own local part
+        self.model.set_flat(begin)
+        anchor = torch.as_tensor(begin, dtype=torch.float64)
         rng = np.random.default_rng(stable_seed(self.job.seed, self.name, f"round{round_}"))
-        losses, variances = [], []
+        losses: list[float] = []
+        variances: list[float] = []
         step = 0
+        params = None
         try:
             for _epoch in range(self.local_epochs):
                 order = rng.permutation(len(self.y))
                 for lo in range(0, len(order), self.batch_size):
                     idx = order[lo : lo + self.batch_size]
                     key = JobKey(self.run_id, round_, self.name, step)
-
-                    def evaluate(x, w, key=key):  # noqa: ANN001, ANN202
-                        vals, jac, info = self.evaluator(x, w, key=key, round_=round_, grad=True)
-                        res.job_ids.extend(info.job_ids)
-                        res.cost = res.cost + info.cost
-                        variances.append(info.variance)
-                        res.zne_fallbacks += info.fallbacks
-                        return vals, jac
-
-                    self.optimizer.zero_grad()
-                    logits = self.model(torch.as_tensor(self.x[idx]), evaluate)
-                    loss = self.loss(logits, torch.as_tensor(self.y[idx]))
-                    if self.job.training.proximal_mu > 0:
-                        flat = torch.cat([p.reshape(-1) for p in self.model.parameters()])
-                        loss = loss + proximal_term(flat, anchor, self.job.training.proximal_mu)
-                    loss.backward()
-                    self.optimizer.step()
-                    losses.append(float(loss.detach()))
+                    loss = self.step(self.model, self.optimizer, idx, key, round_, res, variances, anchor,
+                                     self.job.training.proximal_mu)
+                    losses.append(loss)
                     step += 1
+            params = self._report(global_params, round_, res, variances, step)
         except BudgetExceeded as err:
             self.stopped = f"budget: {err}"
             res.error = self.stopped
@@ -158,8 +166,55 @@ class Client:
         res.loss = float(np.mean(losses)) if losses else float("nan")
         res.variance = float(np.mean(variances)) if variances else 0.0
         if res.error is None:
-            res.params = self.model.get_flat()
+            res.params = params
         return res
+
+    def step(
+        self, net: Model, optimizer: torch.optim.Optimizer, idx: np.ndarray, key: JobKey, round_: int,
+        res: ClientResult, variances: list[float], anchor: torch.Tensor, mu: float,
+    ) -> float:
+        """One optimizer step of ``net`` on the rows ``idx``: one provider job (none for the MLP)."""
+
+        def evaluate(x, w):  # noqa: ANN001, ANN202
+            vals, jac, info = self.evaluator(x, w, key=key, round_=round_, grad=True)
+            res.job_ids.extend(info.job_ids)
+            res.cost = res.cost + info.cost
+            variances.append(info.variance)
+            res.zne_fallbacks += info.fallbacks
+            return vals, jac
+
+        optimizer.zero_grad()
+        logits = net(torch.as_tensor(self.x[idx]), evaluate)
+        loss = self.loss(logits, torch.as_tensor(self.y[idx]))
+        if mu > 0:
+            flat = torch.cat([p.reshape(-1) for p in net.parameters()])
+            loss = loss + proximal_term(flat, anchor, mu)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    def _report(self, global_params: np.ndarray, round_: int, res: ClientResult, variances: list[float], step: int) -> np.ndarray:
+        """What the client sends after local training: the shared coordinates only (the local
+        ones are kept), released privately if ``[privacy]`` asks; then PQFL's personal fine-tuning."""
+        trained = self.model.get_flat()
+        self.personal.keep(trained)
+        split = self.personal.split
+        shared = split.shared(trained)
+        if self.release is not None and self.privacy is not None:
+            anchor = split.shared(global_params)
+            rel = self.release.release(shared - anchor, round_)
+            shared = anchor + rel.update
+            res.cost = res.cost + rel.cost
+            res.job_ids.extend(rel.job_ids)
+            res.extra.update({"dp_noise_std": self.privacy.noise_std, "dp_quantum_std": rel.quantum_std,
+                              "dp_gaussian_std": rel.gaussian_std, "dp_shots": float(getattr(self.release, "shots", 0))})
+        if self.personal.method == "pqfl":
+            self.personal.adapt(self, global_params, round_, res, step, variances)
+        return shared
+
+    def evaluate_round(self, global_params: np.ndarray, round_: int) -> ClientEval:
+        """Score the global model (and the personalized one) on this client's test rows."""
+        return evaluate_client(self, global_params, round_)
 
     def state(self) -> dict:
         """What the client carries from one round to the next (optimizer moments, random and shot
@@ -169,6 +224,7 @@ class Client:
             "rng": self.evaluator.rng.bit_generator.state,
             "shots": self.evaluator.shot_state(),
             "stopped": self.stopped,
+            "personal": self.personal.state(),
         }
 
     def load_state(self, saved: dict) -> None:
@@ -177,6 +233,7 @@ class Client:
         self.evaluator.rng.bit_generator.state = saved["rng"]
         self.evaluator.restore_shot_state(saved.get("shots"))
         self.stopped = saved["stopped"]
+        self.personal.load_state(saved.get("personal"))
 
 
 def _adaptive_shots(job: JobSpec, spec: ClientSpec, device: Device, observables, shots: int) -> AdaptiveShots | None:  # noqa: ANN001

@@ -3,7 +3,9 @@
 A study loads one dataset, holds out a stratified global test set, partitions the rest over
 clients (IID, Dirichlet or label shards), splits each client into train and test, and encodes
 features as rotation angles fitted on the clients' training rows only, so no test row leaks into
-the preprocessing. Every random choice comes from one seed, so a partition can be rebuilt exactly.
+the preprocessing. A one-vs-rest relabelling (an anomaly class against the rest) is applied after
+partitioning, so clients can differ in which classes make up their "normal" rows. Every random
+choice comes from one seed, so a partition can be rebuilt exactly.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -263,20 +265,23 @@ def split(indices: np.ndarray, test_fraction: float, rng: Seed) -> tuple[np.ndar
 
 @dataclass(frozen=True, eq=False)
 class Samples:
-    """Encoded rows and their labels."""
+    """Encoded rows and their labels (and their row numbers in the dataset)."""
 
     X: np.ndarray
     y: np.ndarray
+    index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True, eq=False)
 class ClientData:
-    """One client's encoded training and test rows."""
+    """One client's encoded training and test rows, and their row numbers in the dataset."""
 
     X_train: np.ndarray
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
+    train_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    test_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True, eq=False)
@@ -333,5 +338,31 @@ def federate(
     splits = [split(pool[part], test_fraction, gen) for part in parts]
     transform = prepare(X, num_features, train_idx=np.concatenate([tr for tr, _ in splits]))
     Z = transform.transform(X)
-    clients = tuple(ClientData(Z[tr], y[tr], Z[te], y[te]) for tr, te in splits)
-    return FederatedData(clients=clients, global_test=Samples(Z[held_out], y[held_out]), transform=transform)
+    clients = tuple(ClientData(Z[tr], y[tr], Z[te], y[te], tr, te) for tr, te in splits)
+    return FederatedData(clients=clients, global_test=Samples(Z[held_out], y[held_out], np.asarray(held_out)), transform=transform)
+
+
+def keep_positive_fraction(
+    X: np.ndarray, y: np.ndarray, positive: Sequence[int], fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop a seeded subset of the rows labelled ``positive`` so they make ``fraction`` of the rows
+    (an anomaly-detection task: anomalies rare); rows keep their order and original labels."""
+    pos = np.flatnonzero(np.isin(y, list(positive)))
+    neg = len(y) - len(pos)
+    if len(pos) == 0:
+        raise ConfigError(f"data.positive {list(positive)}: no row has these labels; pick labels the dataset has")
+    want = min(len(pos), max(1, int(round(fraction * neg / (1 - fraction)))))
+    keep_pos = np.random.default_rng(seed).choice(pos, size=want, replace=False)
+    keep = np.sort(np.concatenate([np.flatnonzero(~np.isin(y, list(positive))), keep_pos]))
+    return X[keep], y[keep]
+
+
+def one_vs_rest(data: FederatedData, y: np.ndarray, positive: Sequence[int]) -> FederatedData:
+    """``data`` (partitioned on the original labels ``y``) relabelled 1 for ``positive`` labels, else 0."""
+    binary = np.isin(y, list(positive)).astype(np.int64)
+    clients = tuple(
+        ClientData(c.X_train, binary[c.train_index], c.X_test, binary[c.test_index], c.train_index, c.test_index)
+        for c in data.clients
+    )
+    g = data.global_test
+    return FederatedData(clients=clients, global_test=Samples(g.X, binary[g.index], g.index), transform=data.transform)

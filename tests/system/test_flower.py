@@ -212,6 +212,43 @@ def test_simulation_engine_gives_the_inprocess_parameters(spec_path, inprocess, 
     }
 
 
+def test_personal_parameters_never_reach_the_server_in_flower_sim(tmp_path):
+    """``local-head``: the sites' own heads appear in no file the server side writes (journal,
+    metrics, summary, plot), and training gives the in-process parameters bit for bit."""
+    import struct
+
+    from qflhw.config.spec import load_spec
+    from qflhw.federation.loop import Federation
+
+    spec = tmp_path / "local-head.toml"
+    spec.write_text(_spec_text() + '\n[personalization]\nmethod = "local-head"\n')
+    fed = Federation(load_spec(spec), tmp_path / "inprocess", progress=False)
+    expected = fed.run()
+    personal = np.concatenate([c.personal.values for c in fed.clients])
+    init = fed.assembly.global_model().get_flat()[fed.assembly.split.local]
+    assert len(personal) == 2 * len(init) and not np.isin(personal, init).any()
+    out = tmp_path / "sim"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qflhw.cli", "run", str(spec), "--engine", "flower-sim", "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        log, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, log[-4000:]
+    assert _summary(out)["final_parameters"] == expected["final_parameters"]
+    assert _summary(out)["client_test"] == expected["client_test"]  # the sites scored their own heads
+    server_files = [f for f in out.rglob("*") if f.is_file() and "sites" not in f.relative_to(out).parts]
+    assert {f.name for f in server_files} >= {"journal.sqlite", "metrics.csv", "summary.json"}
+    blob = b"".join(f.read_bytes() for f in server_files)
+    for v in personal:
+        assert struct.pack("<d", v) not in blob and struct.pack(">d", v) not in blob
+        assert repr(float(v)).encode() not in blob
+
+
 # ------------------------------------------------------------------------------- (b), (c) deployment
 def _free_port() -> int:
     with socket.socket() as s:

@@ -244,3 +244,19 @@ def test_federate_rejects_unknown_partition():
     X, y = load_dataset("iris")
     with pytest.raises(ConfigError, match="partition='shards': choose one of iid, dirichlet, label-shards"):
         federate(X, y, n_clients=3, partition="shards", num_features=2)
+
+
+@pytest.mark.parametrize("partition", ["iid", "dirichlet", "label-shards"])
+def test_client_test_rows_are_disjoint_from_every_training_row(partition):
+    X, y = load_dataset("digits", classes=[0, 1, 2])
+    data = federate(X, y, n_clients=3, partition=partition, num_features=4, labels_per_client=1, seed=2)
+    train = np.concatenate([c.train_index for c in data.clients])
+    test = np.concatenate([c.test_index for c in data.clients])
+    assert len(set(train.tolist())) == len(train) and len(set(test.tolist())) == len(test)  # no row twice
+    assert not set(train.tolist()) & set(test.tolist())
+    assert not (set(train.tolist()) | set(test.tolist())) & set(data.global_test.index.tolist())
+    assert len(train) + len(test) + len(data.global_test.index) == len(y)
+    for c in data.clients:  # the row numbers are the rows: labels and encoded features match
+        np.testing.assert_array_equal(c.y_test, y[c.test_index])
+        np.testing.assert_array_equal(c.X_test, data.transform.transform(X[c.test_index]))
+        assert len(c.test_index) == int(0.2 * (len(c.train_index) + len(c.test_index)) + 0.5)
