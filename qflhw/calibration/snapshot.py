@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,7 +52,7 @@ class _Strict(BaseModel):
 class Provenance(_Strict):
     """Where the numbers came from, so a study can cite them."""
 
-    kind: Literal["exported", "live", "published", "scaled"]
+    kind: Literal["exported", "live", "published", "scaled", "drifted"]
     source: str = Field(description="SDK and object, URL or document the numbers were read from")
     retrieved: str = Field(description="ISO date the numbers were read")
     notes: str = ""
@@ -151,6 +152,12 @@ class Calibration(_Strict):
         Cached: the snapshot is frozen, and every job record asks for it."""
         digest = hashlib.sha256(self.to_json().encode()).hexdigest()[:10]
         return f"{self.device}/{self.date.isoformat()}#{digest}"
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Calibration:
+        """A copy with ``update`` applied; its :attr:`id` is computed afresh (pydantic would copy the cached one)."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("id", None)
+        return copy
 
     @property
     def labels(self) -> list[int]:

@@ -9,6 +9,7 @@ the round aggregates whoever reported, if at least ``aggregation.min_clients`` d
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -23,8 +24,8 @@ from qflhw.errors import ConfigError, InvalidUpdate
 from qflhw.execution.evaluator import Runner, direct_runner
 from qflhw.execution.journal import Journal
 from qflhw.execution.mitigation.base import Technique
-from qflhw.federation import aggregation
-from qflhw.federation.assembly import Assembly, describe_client, make_ledger, make_runner, selected_indices
+from qflhw.federation import aggregation, scheduling
+from qflhw.federation.assembly import Assembly, describe_client, make_ledger, make_runner, round_plan, selected_indices
 from qflhw.federation.evaluation import evaluate
 from qflhw.federation.outputs import plot_learning_curve, write_metrics, write_summary
 from qflhw.training.client import Client, ClientResult
@@ -97,12 +98,21 @@ class Federation:
             except InvalidUpdate as err:
                 res.error, res.params = str(err), None
         updates.sort(key=lambda u: u.client)  # one summation order, however the reports arrived
-        if len(updates) >= self.spec.aggregation.min_clients:
+        enough = len(updates) >= self.spec.aggregation.min_clients
+        decided: dict[str, dict] = {}
+        if enough:
             self.params = self.aggregator.aggregate(updates, self.params)
+            decide = getattr(self.aggregator, "decisions", None)  # any object with aggregate() may stand in
+            decided = {u.client: d for u, d in zip(updates, decide(updates))} if decide else {}
         self.global_model.set_flat(self.params)
         acc, loss = evaluate(self.global_model, self.model_circuit, self.observables, self.data.global_test.X, self.data.global_test.y)
-        for res in results:
-            self.rows.append(_row(res, acc, loss, enough=len(updates) >= self.spec.aggregation.min_clients))
+        plan = round_plan(self.spec, round_)
+        for res in [*results, *_missed_deadline(self.spec, plan, round_)]:
+            row = _row(res, acc, loss, enough=enough)
+            row.update(decided.get(res.client, {"weight": 0.0}))
+            if plan is not None:
+                row.update(plan.fields([c.name for c in self.spec.clients].index(res.client)))
+            self.rows.append(row)
         return acc, loss
 
     def _update(self, res: ClientResult) -> aggregation.ClientUpdate:
@@ -115,6 +125,7 @@ class Federation:
             esp=res.esp,
             variance=res.variance if res.variance > 0 else None,
             noise=1.0 - res.esp,
+            noise_estimate=res.noise_estimate if math.isfinite(res.noise_estimate) else None,
         )
         aggregation.validate_update(update, len(self.params))
         return update
@@ -230,6 +241,9 @@ class Federation:
             "clients": clients,
             "final_parameters": [float(v) for v in self.params],
         }
+        sched = scheduling.summary(self.rows, self.spec)
+        if sched is not None:
+            out["scheduling"] = sched
         if seconds is not None:
             out["wall_seconds"] = round(seconds, 1)
         return out
@@ -264,6 +278,8 @@ def _row(res: ClientResult, acc: float, loss: float, *, enough: bool) -> dict:
         "esp": res.esp,
         "variance": res.variance,
         "calibration_id": res.calibration_id,
+        "layout": res.layout,
+        "noise_estimate": res.noise_estimate,
         "job_ids": " ".join(res.job_ids),
         "seconds": round(res.seconds, 3),
         "global_test_accuracy": acc,
@@ -271,6 +287,21 @@ def _row(res: ClientResult, acc: float, loss: float, *, enough: bool) -> dict:
         "zne_fallbacks": res.zne_fallbacks,
         "error": res.error or "",
     }
+
+
+def _missed_deadline(spec: JobSpec, plan: scheduling.RoundPlan | None, round_: int) -> list[ClientResult]:
+    """Reports for the sampled clients the uplink deadline kept out of ``round_`` (they did not train)."""
+    if plan is None or spec.scheduling is None:
+        return []
+    out = []
+    for j, k in enumerate(plan.candidates):
+        if k not in plan.selected:
+            c = spec.clients[k]
+            out.append(ClientResult(
+                client=c.name, device=c.device, round=round_, params=None, num_samples=0,
+                error=f"unscheduled: upload {plan.upload_s[j]:.3g} s > deadline_s {spec.scheduling.deadline_s:g}",
+            ))
+    return out
 
 
 def _progress(total: int, done: int, *, enabled: bool) -> Callable[[int, float], None]:

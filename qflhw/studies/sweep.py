@@ -238,7 +238,9 @@ def _apply(raw: dict[str, Any], values: dict[str, Any], sets: dict[str, list]) -
 
 
 def _calibration_ref(client: dict[str, Any], value: Any) -> Any:
-    """A bare date is the snapshot of that date of the device the client's profile twins."""
+    """A bare date is the snapshot of that date of the device the client's profile twins (in a list too)."""
+    if isinstance(value, list):
+        return [_calibration_ref(client, v) for v in value]
     if not (isinstance(value, str) and _DATE.match(value)):
         return value
     from qflhw.config.profiles import load_profile
@@ -251,18 +253,20 @@ def _calibration_ref(client: dict[str, Any], value: Any) -> Any:
 def _check_resources(cells: list[Cell], source: str) -> None:
     """Every device profile and calibration snapshot a cell names exists (before any cell runs)."""
     from qflhw.calibration import snapshot
+    from qflhw.calibration.drift import expand_refs
     from qflhw.config.profiles import load_profile
 
-    seen: set[tuple[str, str | None]] = set()
+    seen: set[tuple[str, tuple[str, ...]]] = set()
     for cell in cells:
         for c in cell.spec.clients:
-            if (c.device, c.calibration) in seen:
+            refs = tuple(c.calibration_refs)
+            if (c.device, refs) in seen:
                 continue
-            seen.add((c.device, c.calibration))
+            seen.add((c.device, refs))
             try:
                 load_profile(c.device)
-                if c.calibration:
-                    path = snapshot.resolve(c.calibration)
+                for ref in expand_refs(refs):
+                    path = snapshot.resolve(ref)
                     if not path.is_file():
                         raise ConfigError(f"no calibration file {path}")
             except ConfigError as err:
@@ -421,7 +425,7 @@ def tidy_rows(study: Study, out: Path) -> list[dict[str, Any]]:
                     seed=cell.spec.seed,
                     aggregation=cell.spec.aggregation.method,
                     partition=cell.spec.data.partition,
-                    calibration=c.calibration or "",
+                    calibration=" ".join(c.calibration_refs),
                     noise_scale=c.noise_scale,
                 )
                 for f in ROW_FIELDS:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from qflhw._util import stable_seed
+from qflhw.calibration.drift import CalibrationSchedule
 from qflhw.circuits.ansatz import ModelCircuit
 from qflhw.config.spec import ClientSpec, JobSpec
 from qflhw.devices.base import Device, JobKey
@@ -23,8 +24,10 @@ from qflhw.execution.evaluator import CircuitEvaluator, Runner, direct_runner
 from qflhw.execution.mitigation import make_mitigation
 from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.shots import AdaptiveShots
+from qflhw.training import lr_schedule
 from qflhw.training.fedprox import proximal_term
 from qflhw.training.model import HybridModel
+from qflhw.training.noise import estimate_noise
 
 
 @dataclass
@@ -42,6 +45,8 @@ class ClientResult:
     esp: float = 1.0
     variance: float = 0.0
     calibration_id: str = ""
+    layout: str = ""  # physical qubit measured for each logical qubit, this round (space separated)
+    noise_estimate: float = float("nan")  # the client's own noise level this round (qflhw.training.noise)
     job_ids: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
@@ -64,6 +69,7 @@ class Client:
         ledger: Ledger,
         runner: Runner = direct_runner,
         mitigation: Technique | None = None,
+        calibrations: CalibrationSchedule | None = None,
     ):
         self.spec = spec
         self.job = job
@@ -72,8 +78,14 @@ class Client:
         self.y = np.asarray(y_train, dtype=int)
         self.run_id = run_id
         shots = job.client_setting(spec, "shots")
+        self._own_mitigation = mitigation is None  # built from the calibration, so rebuilt when it changes
         if mitigation is None:  # an explicit object overrides the spec (tests, custom techniques)
             mitigation = make_mitigation(job.client_mitigation(spec), device.calibration)
+        self.calibrations = calibrations if calibrations is not None and calibrations.changes else None
+        if self.calibrations is not None and self.calibrations.at(0).id != device.calibration.id:
+            device.set_calibration(self.calibrations.at(0))
+            if self._own_mitigation:
+                mitigation = make_mitigation(job.client_mitigation(spec), device.calibration)
         adaptive = _adaptive_shots(job, spec, device, observables, shots)
         self.evaluator = CircuitEvaluator(
             device,
@@ -94,6 +106,7 @@ class Client:
         lr = job.client_setting(spec, "learning_rate")
         opt = torch.optim.Adam if job.training.optimizer == "adam" else torch.optim.SGD
         self.optimizer = opt(self.model.parameters(), lr=lr)
+        self.scheduler = lr_schedule.make_scheduler(self.optimizer, job.training.lr_schedule)
         self.batch_size = job.client_setting(spec, "batch_size")
         self.local_epochs = job.client_setting(spec, "local_epochs")
         self.stopped: str | None = None  # set when the budget ran out: the client stays out
@@ -102,9 +115,25 @@ class Client:
     def name(self) -> str:
         return self.spec.name
 
+    def follow_calibration(self, round_: int) -> bool:
+        """Put the device on its calibration of ``round_`` and re-transpile if it changed.
+
+        Returns whether it changed. The noise-aware layout may move, and ESP, mitigation variants
+        and circuit durations follow the new snapshot."""
+        if self.calibrations is None:
+            return False
+        cal = self.calibrations.at(round_)
+        if cal.id == self.device.calibration.id:
+            return False
+        self.device.set_calibration(cal)
+        mitigation = make_mitigation(self.job.client_mitigation(self.spec), cal) if self._own_mitigation else self.evaluator.mitigation
+        self.evaluator.retarget(mitigation)
+        return True
+
     def train_round(self, global_params: np.ndarray, round_: int) -> ClientResult:
         """Local training from the global parameters; never raises for device or budget trouble."""
         start = time.perf_counter()
+        self.follow_calibration(round_)
         res = ClientResult(
             client=self.name,
             device=self.device.name,
@@ -113,6 +142,7 @@ class Client:
             num_samples=len(self.y),
             esp=self.evaluator.transpiled.esp,
             calibration_id=self.device.calibration.id,
+            layout=" ".join(str(q) for q in self.evaluator.transpiled.final_physical),
         )
         if self.stopped:
             res.error = self.stopped
@@ -145,6 +175,7 @@ class Client:
                         loss = loss + proximal_term(flat, anchor, self.job.training.proximal_mu)
                     loss.backward()
                     self.optimizer.step()
+                    lr_schedule.step(self.scheduler, self.model.parameters())
                     losses.append(float(loss.detach()))
                     step += 1
         except BudgetExceeded as err:
@@ -156,6 +187,7 @@ class Client:
         res.seconds = time.perf_counter() - start
         res.loss = float(np.mean(losses)) if losses else float("nan")
         res.variance = float(np.mean(variances)) if variances else 0.0
+        res.noise_estimate = estimate_noise(res.esp, res.variance)
         if res.error is None:
             res.params = self.model.get_flat()
         return res
@@ -163,12 +195,15 @@ class Client:
     def state(self) -> dict:
         """What the client carries from one round to the next (optimizer moments, random and shot
         states, a budget stop), for checkpoints and for Flower sites that train in a new process."""
-        return {
+        out = {
             "optimizer": self.optimizer.state_dict(),
             "rng": self.evaluator.rng.bit_generator.state,
             "shots": self.evaluator.shot_state(),
             "stopped": self.stopped,
         }
+        if self.scheduler is not None:
+            out["lr_schedule"] = self.scheduler.state_dict()
+        return out
 
     def load_state(self, saved: dict) -> None:
         """Continue from :meth:`state`."""
@@ -176,6 +211,8 @@ class Client:
         self.evaluator.rng.bit_generator.state = saved["rng"]
         self.evaluator.restore_shot_state(saved.get("shots"))
         self.stopped = saved["stopped"]
+        if self.scheduler is not None and saved.get("lr_schedule") is not None:
+            self.scheduler.load_state_dict(saved["lr_schedule"])
 
 
 def _adaptive_shots(job: JobSpec, spec: ClientSpec, device: Device, observables, shots: int) -> AdaptiveShots | None:  # noqa: ANN001
