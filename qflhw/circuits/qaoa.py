@@ -3,12 +3,13 @@
 A QUBO ``min_x x^T Q x + c`` over bits ``x_i`` becomes a diagonal Ising Hamiltonian by
 ``x_i = (1 - Z_i) / 2`` (qubit ``i`` is bit ``i``, little-endian as qiskit counts). For assignment
 problems (each item takes exactly one of its options) the ansatz uses an XY mixer on each item's
-group of qubits, started from a one-hot basis state: the XY terms preserve each group's Hamming
-weight, so every state the circuit reaches is a valid assignment and no penalty terms are needed
-(Hadfield et al., "From the Quantum Approximate Optimization Algorithm to a Quantum Alternating
-Operator Ansatz", arXiv:1709.03489; Wang, Rubin, Dominy, Rieffel, "XY mixers", arXiv:1904.09314).
-The ansatz itself is qiskit's :func:`~qiskit.circuit.library.qaoa_ansatz` (Farhi, Goldstone,
-Gutmann, arXiv:1411.4028).
+group of qubits: the XY terms preserve each group's Hamming weight, so every state the circuit
+reaches is a valid assignment and no penalty terms are needed. It starts from a W state on each
+group (the equal superposition of its one-hot states), so no assignment is favoured before the
+cost layers act (Hadfield et al., "From the Quantum Approximate Optimization Algorithm to a
+Quantum Alternating Operator Ansatz", arXiv:1709.03489; Wang, Rubin, Dominy, Rieffel, "XY mixers
+for the quantum approximate optimization algorithm", arXiv:1904.09314). The ansatz itself is
+qiskit's :func:`~qiskit.circuit.library.qaoa_ansatz` (Farhi, Goldstone, Gutmann, arXiv:1411.4028).
 """
 
 from __future__ import annotations
@@ -77,15 +78,23 @@ def xy_mixer(groups: Sequence[Sequence[int]], num_qubits: int) -> SparsePauliOp:
     return SparsePauliOp.from_sparse_list(terms, num_qubits=num_qubits)
 
 
-def basis_state(num_qubits: int, ones: Sequence[int]) -> QuantumCircuit:
-    """The computational basis state with qubits ``ones`` set (a one-hot start for the XY mixer)."""
+def w_states(num_qubits: int, groups: Sequence[Sequence[int]]) -> QuantumCircuit:
+    """A W state on each group (equal superposition of its one-hot states), via qiskit's StatePreparation."""
+    from qiskit.circuit.library import StatePreparation
+
     qc = QuantumCircuit(num_qubits, name="start")
-    for q in ones:
-        qc.x(q)
+    for g in groups:
+        g = list(g)
+        if len(g) == 1:
+            qc.x(g[0])
+            continue
+        amplitudes = np.zeros(2 ** len(g))
+        amplitudes[[1 << j for j in range(len(g))]] = 1 / np.sqrt(len(g))
+        qc.append(StatePreparation(amplitudes), g)
     return qc
 
 
-def assignment_ansatz(cost: SparsePauliOp, groups: Sequence[Sequence[int]], start: Sequence[int], reps: int) -> QuantumCircuit:
-    """The QAOA circuit of ``cost`` with an XY mixer on ``groups``, started from the one-hot ``start``."""
+def assignment_ansatz(cost: SparsePauliOp, groups: Sequence[Sequence[int]], reps: int) -> QuantumCircuit:
+    """The QAOA circuit of ``cost`` with an XY mixer on ``groups``, started from W states on them."""
     n = cost.num_qubits
-    return qaoa_ansatz(cost, reps=reps, initial_state=basis_state(n, start), mixer_operator=xy_mixer(groups, n), name="qaoa")
+    return qaoa_ansatz(cost, reps=reps, initial_state=w_states(n, groups), mixer_operator=xy_mixer(groups, n), name="qaoa")

@@ -257,12 +257,15 @@ class SchedulingSpec(_Strict):
     payload_bits: int | None = Field(default=None, gt=0, description="bits one upload carries; default 32 per model parameter")
     deadline_s: float = Field(default=0.0, ge=0, description="a client whose upload would take longer sits the round out; 0 = none")
     iterations: int = Field(default=3, ge=1, description="alternations of sub-channel assignment and power control per round")
-    block_clients: int = Field(default=3, ge=1, description="qaoa: clients re-assigned together in one QUBO")
+    power_control: bool = Field(default=True, description="greedy/qaoa: optimize the powers (BCD); false keeps everyone at full power")
+    block_clients: int = Field(
+        default=2, ge=1, description="qaoa: clients re-assigned together in one QUBO (exact for 2, a second-order approximation above)"
+    )
     block_subchannels: int = Field(default=4, ge=2, description="qaoa: sub-channels a block may use; qubits = clients x sub-channels")
-    qaoa_reps: int = Field(default=2, ge=1, description="qaoa: QAOA layers p")
-    qaoa_shots: int = Field(default=256, ge=1, description="qaoa: samples drawn from the optimized circuit")
-    qaoa_maxiter: int = Field(default=80, ge=1, description="qaoa: COBYLA iterations per start")
-    qaoa_restarts: int = Field(default=2, ge=1, description="qaoa: COBYLA starts (the best is kept)")
+    qaoa_reps: int = Field(default=3, ge=1, description="qaoa: QAOA layers p")
+    qaoa_shots: int = Field(default=128, ge=1, description="qaoa: samples drawn from the optimized circuit")
+    qaoa_maxiter: int = Field(default=100, ge=1, description="qaoa: COBYLA iterations per start")
+    qaoa_restarts: int = Field(default=2, ge=1, description="qaoa: COBYLA starts (the first a linear ramp; the best is kept)")
     qaoa_device: str | None = Field(
         default=None, description="qaoa: a fake device profile to run QAOA on (e.g. fake_torino); default exact statevector"
     )

@@ -52,14 +52,8 @@ class QAOASolver:
         self.device = device
         self._jobs = 0
 
-    def solve(
-        self, Q: np.ndarray, groups: Sequence[Sequence[int]], start: Sequence[int], *, constant: float = 0.0
-    ) -> QAOAResult:
-        """Tune and sample QAOA for ``min x^T Q x`` with exactly one qubit of each group set.
-
-        ``start`` is the one-hot basis state the circuit starts from (e.g. the current assignment),
-        one qubit per group.
-        """
+    def solve(self, Q: np.ndarray, groups: Sequence[Sequence[int]], *, constant: float = 0.0) -> QAOAResult:
+        """Tune and sample QAOA for ``min x^T Q x`` with exactly one qubit of each group set."""
         H, offset = qubo_to_ising(Q, constant)
         n = H.num_qubits
         if self.device is not None and n > MAX_DEVICE_QUBITS:
@@ -67,14 +61,18 @@ class QAOASolver:
                 f"QAOA on device {self.device.name}: {n} qubits is more than {MAX_DEVICE_QUBITS} for a noisy twin; "
                 "use smaller blocks or the exact statevector"
             )
-        ansatz = assignment_ansatz(H, groups, start, self.reps)
+        ansatz = assignment_ansatz(H, groups, self.reps)
+        if self.device is None:  # synthesize the W states and evolutions once, not at every evaluation
+            from qiskit import transpile
+
+            ansatz = transpile(ansatz, basis_gates=["u", "cx", "rz", "rzz", "rxx", "ryy"], optimization_level=1)
         params = list(ansatz.parameters)  # beta[0..p-1], gamma[0..p-1] (sorted by name)
         energy = self._energy_function(ansatz, H)
         rng = np.random.default_rng(self.seed)
         best = None
         evaluations = 0
-        for _ in range(self.restarts):
-            x0 = np.array([rng.uniform(0.1, 0.6) if p.name.startswith("β") else rng.uniform(0.05, 0.5) for p in params])
+        for start in range(self.restarts):
+            x0 = self._initial_angles(params, rng, ramp=start == 0)
             res = minimize(energy, x0, method="COBYLA", options={"maxiter": self.maxiter, "rhobeg": 0.3})
             evaluations += int(res.nfev)
             if best is None or res.fun < best.fun:
@@ -88,6 +86,20 @@ class QAOASolver:
                 decoded[choice] = decoded.get(choice, 0) + c
         samples = tuple(sorted(decoded.items(), key=lambda kv: (-kv[1], kv[0])))
         return QAOAResult(samples, float(best.fun) + offset, tuple(float(v) for v in best.x), evaluations, probs)
+
+    def _initial_angles(self, params, rng: np.random.Generator, *, ramp: bool) -> np.ndarray:  # noqa: ANN001
+        """A linear ramp (gamma up, beta down: a discretized anneal, as in Zhou et al. arXiv:1812.01041)
+        for the first start, random angles for the others."""
+        p = self.reps
+        out = []
+        for par in params:
+            layer = int(par.name.split("[")[1].rstrip("]")) if "[" in par.name else 0
+            is_beta = par.name.startswith("β")
+            if ramp:
+                out.append(0.75 * (1 - (layer + 0.5) / p) if is_beta else 0.75 * (layer + 0.5) / p)
+            else:
+                out.append(rng.uniform(0.1, 0.8) if is_beta else rng.uniform(0.05, 0.8))
+        return np.array(out)
 
     # ------------------------------------------------------------------ backends
     def _energy_function(self, ansatz, H):  # noqa: ANN001, ANN202

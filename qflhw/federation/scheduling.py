@@ -13,11 +13,13 @@ study of arXiv:2509.10559 does (QAOA for the assignment, block coordinate descen
      maximizes the sum rate with the others fixed (a best-response sweep);
    - ``qaoa``: blocks of ``block_clients`` clients are re-assigned among ``block_subchannels``
      sub-channels at once. A block's sum rate, with the other clients fixed, is expanded to second
-     order in the block's choices (exact when at most two block clients share a sub-channel):
-     a QUBO over one-hot bits ``x[client, sub-channel]``, solved by QAOA with an XY mixer
-     (:mod:`qflhw.execution.qaoa`, exact statevector or a qflhw fake device). Its samples are
-     scored by the true sum rate and the best is kept if it beats the current assignment.
-2. **Power control** (all but ``all`` and ``random``): :func:`~qflhw.federation.wireless.power_bcd`.
+     order in the block's choices: a QUBO over one-hot bits ``x[client, sub-channel]``, exact for
+     blocks of two clients (the default; with three or more sharing a sub-channel the expansion
+     misses the higher-order interference and misranks assignments). It is solved by QAOA with an
+     XY mixer (:mod:`qflhw.execution.qaoa`, exact statevector or a qflhw fake device); the samples
+     are scored by the true sum rate and the best is kept if it beats the current assignment.
+2. **Power control** (``greedy`` and ``qaoa``, unless ``power_control = false``):
+   :func:`~qflhw.federation.wireless.power_bcd`.
 
 Every client uploads ``payload_bits`` (default 32 bits per model parameter); its upload time is
 ``bits / rate`` and the round's latency is the slowest upload. With ``deadline_s`` a client whose
@@ -33,7 +35,8 @@ round loop, the Flower server and ``qflhw estimate`` that all select through
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,14 +106,14 @@ def best_response_sweep(link: Uplink, assign: np.ndarray, power_w: np.ndarray) -
 
 def block_qubo(
     link: Uplink, assign: np.ndarray, power_w: np.ndarray, block: Sequence[int], channels: Sequence[int]
-) -> tuple[np.ndarray, list[list[int]], list[int]]:
+) -> tuple[np.ndarray, list[list[int]]]:
     """The QUBO of re-assigning ``block`` among ``channels`` with every other client fixed.
 
     Bit ``i * len(channels) + j`` means block client ``i`` takes ``channels[j]``. Minimizing
     ``x^T Q x`` maximizes the second-order expansion of the sum rate of those sub-channels:
     ``f(S)`` is a sub-channel's sum rate with block clients ``S`` on it, ``d1 = f({n}) - f({})`` the
     linear and ``d2 = f({n, m}) - f({n}) - f({m}) + f({})`` the pair terms (scaled to max |Q| = 1).
-    Returns ``(Q, groups, start)``: one group of bits per block client, and the current assignment.
+    Returns ``(Q, groups)``: the matrix and one group of bits per block client.
     """
     block = list(block)
     channels = list(channels)
@@ -131,8 +134,7 @@ def block_qubo(
     if scale > 0:
         Q /= scale
     groups = [[i * c + j for j in range(c)] for i in range(len(block))]
-    start = [i * c + channels.index(int(assign[n])) for i, n in enumerate(block)]
-    return Q, groups, start
+    return Q, groups
 
 
 def blocks(assign: np.ndarray, subchannels: int, size: int, width: int, rng: np.random.Generator) -> list[tuple[list[int], list[int]]]:
@@ -156,21 +158,44 @@ def blocks(assign: np.ndarray, subchannels: int, size: int, width: int, rng: np.
     return out
 
 
-def qaoa_sweep(link: Uplink, assign: np.ndarray, power_w: np.ndarray, spec: SchedulingSpec, rng: np.random.Generator,
-               device: Device | None) -> np.ndarray:
-    """One sweep of QAOA block updates; a block's best sample replaces it only if the sum rate rises."""
+BlockSolver = Callable[[np.ndarray, list[list[int]], int], Sequence[tuple[int, ...]]]
+"""``solver(Q, groups, seed)``: candidate choices (one option per group) for a block QUBO, best guesses first."""
+
+
+def qaoa_solver(spec: SchedulingSpec, device: Device | None = None) -> BlockSolver:
+    """The block solver of ``method = "qaoa"``: QAOA samples, most frequent first."""
+
+    def solve(Q: np.ndarray, groups: list[list[int]], seed: int) -> Sequence[tuple[int, ...]]:
+        solver = QAOASolver(
+            reps=spec.qaoa_reps, shots=spec.qaoa_shots, maxiter=spec.qaoa_maxiter, restarts=spec.qaoa_restarts, seed=seed, device=device
+        )
+        return [choice for choice, _ in solver.solve(Q, groups).samples]
+
+    return solve
+
+
+def exhaustive_solver(Q: np.ndarray, groups: list[list[int]], seed: int) -> Sequence[tuple[int, ...]]:
+    """Every assignment of the block, best QUBO value first: the classical reference for the same blocks."""
+    options = [range(len(g)) for g in groups]
+    scored = []
+    for choice in itertools.product(*options):
+        x = np.zeros(Q.shape[0])
+        x[[g[j] for g, j in zip(groups, choice)]] = 1.0
+        scored.append((float(x @ Q @ x), choice))
+    return [c for _, c in sorted(scored)]
+
+
+def block_sweep(link: Uplink, assign: np.ndarray, power_w: np.ndarray, spec: SchedulingSpec, rng: np.random.Generator,
+                solver: BlockSolver) -> np.ndarray:
+    """One sweep of block updates; a block's candidates are scored by the true sum rate, and the best
+    replaces the current assignment only if the sum rate rises."""
     a = np.array(assign, dtype=int)
     current = wireless.sum_rate(link, a, power_w)
     for members, chans in blocks(a, link.subchannels, spec.block_clients, spec.block_subchannels, rng):
         if len(chans) < 2 or not members:
             continue
-        Q, groups, start = block_qubo(link, a, power_w, members, chans)
-        solver = QAOASolver(
-            reps=spec.qaoa_reps, shots=spec.qaoa_shots, maxiter=spec.qaoa_maxiter, restarts=spec.qaoa_restarts,
-            seed=int(rng.integers(2**31)), device=device,
-        )
-        result = solver.solve(Q, groups, start)
-        for choice, _count in result.samples:
+        Q, groups = block_qubo(link, a, power_w, members, chans)
+        for choice in solver(Q, groups, int(rng.integers(2**31))):
             trial = a.copy()
             trial[members] = [chans[j] for j in choice]
             value = wireless.sum_rate(link, trial, power_w)
@@ -181,9 +206,12 @@ def qaoa_sweep(link: Uplink, assign: np.ndarray, power_w: np.ndarray, spec: Sche
 
 # ------------------------------------------------------------------------------ one round
 def optimize(
-    link: Uplink, spec: SchedulingSpec, rng: np.random.Generator, *, device: Device | None = None
+    link: Uplink, spec: SchedulingSpec, rng: np.random.Generator, *, device: Device | None = None, solver: BlockSolver | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """``(assignment, powers in W, sum rate history)`` for one round's channels (module doc)."""
+    """``(assignment, powers in W, sum rate history)`` for one round's channels (module doc).
+
+    ``solver`` replaces QAOA as the block solver of ``qaoa`` (e.g. :func:`exhaustive_solver`, to
+    compare QAOA with exact solutions of the same blocks)."""
     m, k = link.clients, link.subchannels
     a: np.ndarray = np.arange(m) % k
     p = np.full(m, link.p_max_w)
@@ -192,12 +220,14 @@ def optimize(
     history = [wireless.sum_rate(link, a, p)]
     if spec.method in ("all", "random"):
         return a, p, history
+    solve = solver or qaoa_solver(spec, device)
     for _ in range(spec.iterations):
         if spec.method == "greedy":
             a = best_response_sweep(link, a, p)
         else:
-            a = qaoa_sweep(link, a, p, spec, rng, device)
-        p = wireless.power_bcd(link, a, p)
+            a = block_sweep(link, a, p, spec, rng, solve)
+        if spec.power_control:
+            p = wireless.power_bcd(link, a, p)
         history.append(wireless.sum_rate(link, a, p))
     return a, p, history
 
