@@ -137,7 +137,9 @@ def _calibration_tools(args: argparse.Namespace) -> int:
         from qflhw.calibration.drift import write_series
         from qflhw.config.spec import DriftSpec
 
-        drift = DriftSpec(sigma=args.sigma, tau_rounds=args.tau, recalibrate_every=args.recalibrate_every, seed=args.seed)
+        drift = DriftSpec(
+            sigma=args.sigma, tau_rounds=args.tau, common=args.common, recalibrate_every=args.recalibrate_every, seed=args.seed
+        )
         paths = write_series(args.device, drift, args.steps, args.out, seed=args.seed, noise_scale=args.noise_scale)
         print(f"wrote {len(paths)} drifted snapshots to {paths[0].parent}/ ({paths[0].stem} .. {paths[-1].stem}): "
               f"OU drift sigma {args.sigma:g}, tau {args.tau:g} steps, seed {args.seed}")
@@ -225,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("device", help="snapshot reference, e.g. ibm_torino or ibm_torino/2025-02-26")
     s.add_argument("--sigma", type=float, required=True, help="relative spread: stationary std of log(figure / snapshot's)")
     s.add_argument("--tau", type=float, default=5.0, help="correlation time in steps (default 5)")
+    s.add_argument("--common", type=float, default=0.0, help="share of the variance common to the whole device (default 0)")
     s.add_argument("--steps", type=int, default=10, help="snapshots to write, step 0 first (default 10)")
     s.add_argument("--recalibrate-every", type=int, default=0, help="steps between resets to the snapshot (default 0: never)")
     s.add_argument("--seed", type=int, default=0, help="seed of the drift (a [clients.drift] seed gives the same series)")

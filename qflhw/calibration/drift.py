@@ -13,7 +13,10 @@ A :class:`CalibrationSchedule` gives a client's calibration for each round:
   So ``x`` has mean 0, stationary variance ``sigma^2`` and lag-k correlation ``a^k``. It starts at 0
   (the device was just calibrated) and, with ``recalibrate_every = R``, is reset to 0 every R
   rounds, so ``Var x[t] = sigma^2 (1 - a^(2 s))`` where ``s`` is the number of steps since the last
-  reset. Errors are capped (gates at 0.75, or their snapshot value if that is higher, e.g. a
+  reset. With ``common = c`` each offset is ``sqrt(c) y + sqrt(1 - c) z_i``: ``y`` one OU process
+  shared by every figure of the device (a device-wide drift, e.g. a fridge or electronics change)
+  and ``z_i`` its own, so every offset is still an OU process with the same sigma and tau, and two
+  figures' offsets have correlation ``c``. Errors are capped (gates at 0.75, or their snapshot value if that is higher, e.g. a
   broken coupler's 1.0; readout at 0.5) and T2 is kept at most 2 T1 (or the snapshot's own T2/T1, if higher).
 
 ``qflhw calibration drift DEVICE`` writes the same model's snapshots as a dated series
@@ -120,7 +123,7 @@ def apply_drift(base: Calibration, x: np.ndarray, drift: DriftSpec, *, step: int
         source=base.id,
         retrieved=base.provenance.retrieved,
         notes=(
-            f"Ornstein-Uhlenbeck drift step {step}: sigma={drift.sigma:g}, tau={drift.tau_rounds:g} steps, "
+            f"Ornstein-Uhlenbeck drift step {step}: sigma={drift.sigma:g}, tau={drift.tau_rounds:g} steps, common={drift.common:g}, "
             f"recalibrate_every={drift.recalibrate_every}, seed={seed}, gates={drift.gates}, readout={drift.readout}, "
             f"coherence={drift.coherence}"
         ),
@@ -183,7 +186,8 @@ class CalibrationSchedule:
         if self._path is None or round_ >= len(self._path):
             steps = max(self.rounds, round_ + 1)
             d = self.drift
-            self._path = ou_path(d.sigma, d.tau_rounds, steps, size, np.random.default_rng(self.seed), reset_every=d.recalibrate_every)
+            both = ou_path(d.sigma, d.tau_rounds, steps, size + 1, np.random.default_rng(self.seed), reset_every=d.recalibrate_every)
+            self._path = np.sqrt(d.common) * both[:, -1:] + np.sqrt(1.0 - d.common) * both[:, :-1]
         return self._path[round_]
 
     def base(self, round_: int) -> Calibration:

@@ -190,6 +190,9 @@ class DriftSpec(_Strict):
 
     sigma: float = Field(gt=0, le=3, description="stationary std of log(figure / snapshot figure): the relative spread")
     tau_rounds: float = Field(default=5.0, gt=0, description="correlation time in rounds: lag-1 correlation exp(-1/tau)")
+    common: float = Field(
+        default=0.0, ge=0, le=1, description="share of the variance common to all figures of the device (0: each drifts alone)"
+    )
     recalibrate_every: int = Field(default=0, ge=0, description="rounds between recalibrations back to the snapshot; 0 = never")
     gates: bool = Field(default=True, description="drift every gate error")
     readout: bool = Field(default=True, description="drift both readout error probabilities of every qubit")
@@ -266,6 +269,10 @@ class SchedulingSpec(_Strict):
     qaoa_shots: int = Field(default=128, ge=1, description="qaoa: samples drawn from the optimized circuit")
     qaoa_maxiter: int = Field(default=100, ge=1, description="qaoa: COBYLA iterations per start")
     qaoa_restarts: int = Field(default=2, ge=1, description="qaoa: COBYLA starts (the first a linear ramp; the best is kept)")
+    qaoa_warm_start: bool = Field(
+        default=True,
+        description="qaoa: later blocks of a round start from the previous block's tuned angles (one start, a third of the iterations)",
+    )
     qaoa_device: str | None = Field(
         default=None, description="qaoa: a fake device profile to run QAOA on (e.g. fake_torino); default exact statevector"
     )

@@ -6,8 +6,10 @@ scores them with its own objective (the QUBO is often an approximation of it) an
 QAOA here is a sampler concentrated on good assignments, not an oracle: decoding by sampling is
 the usual practice because ``<H>`` alone says little about the best bitstring.
 
-``device=None`` uses :class:`~qiskit.primitives.StatevectorEstimator` and
-:class:`~qiskit.primitives.StatevectorSampler` (exact, noiseless). A qflhw :class:`Device` (a fake
+``device=None`` runs on Aer's exact statevector simulator (noiseless): each evaluation is one
+``AerSimulator(method="statevector")`` run that saves the output probabilities, and ``<H>`` is
+their dot product with the QUBO's values (``H`` is diagonal); the final samples are Aer's own
+shots. A qflhw :class:`Device` (a fake
 twin) transpiles the circuit for itself and runs every energy evaluation and the final sampling as
 provider jobs, with its calibrated noise; its samples may then break the one-hot constraint, and
 such samples are dropped.
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from qflhw.circuits.qaoa import assignment_ansatz, qubo_to_ising
+from qflhw.circuits.qaoa import assignment_ansatz, qubo_to_ising, qubo_values
 from qflhw.devices.base import Batch, BatchItem, Device
 from qflhw.errors import ConfigError
 
@@ -52,8 +54,15 @@ class QAOASolver:
         self.device = device
         self._jobs = 0
 
-    def solve(self, Q: np.ndarray, groups: Sequence[Sequence[int]], *, constant: float = 0.0) -> QAOAResult:
-        """Tune and sample QAOA for ``min x^T Q x`` with exactly one qubit of each group set."""
+    def solve(
+        self, Q: np.ndarray, groups: Sequence[Sequence[int]], *, constant: float = 0.0, initial: Sequence[float] | None = None
+    ) -> QAOAResult:
+        """Tune and sample QAOA for ``min x^T Q x`` with exactly one qubit of each group set.
+
+        ``initial`` (angles of an earlier, similar instance, as :attr:`QAOAResult.angles`) replaces
+        the linear-ramp first start: tuned QAOA angles transfer between instances of one problem
+        family (Brandao et al., arXiv:1812.04170), so a warm start needs fewer iterations.
+        """
         H, offset = qubo_to_ising(Q, constant)
         n = H.num_qubits
         if self.device is not None and n > MAX_DEVICE_QUBITS:
@@ -67,12 +76,15 @@ class QAOASolver:
 
             ansatz = transpile(ansatz, basis_gates=["u", "cx", "rz", "rzz", "rxx", "ryy"], optimization_level=1)
         params = list(ansatz.parameters)  # beta[0..p-1], gamma[0..p-1] (sorted by name)
-        energy = self._energy_function(ansatz, H)
+        energy = self._energy_function(ansatz, H, qubo_values(Q, constant) - offset)
         rng = np.random.default_rng(self.seed)
         best = None
         evaluations = 0
         for start in range(self.restarts):
-            x0 = self._initial_angles(params, rng, ramp=start == 0)
+            if start == 0 and initial is not None:
+                x0 = np.asarray(initial, dtype=float)
+            else:
+                x0 = self._initial_angles(params, rng, ramp=start == 0)
             res = minimize(energy, x0, method="COBYLA", options={"maxiter": self.maxiter, "rhobeg": 0.3})
             evaluations += int(res.nfev)
             if best is None or res.fun < best.fun:
@@ -102,12 +114,21 @@ class QAOASolver:
         return np.array(out)
 
     # ------------------------------------------------------------------ backends
-    def _energy_function(self, ansatz, H):  # noqa: ANN001, ANN202
-        if self.device is None:
-            from qiskit.primitives import StatevectorEstimator
+    @staticmethod
+    def _simulator(ansatz, *, measure: bool):  # noqa: ANN001, ANN205
+        return _simulator_for(ansatz, measure)
 
-            est = StatevectorEstimator()
-            return lambda theta: float(est.run([(ansatz, H, theta)]).result()[0].data.evs)
+    def _energy_function(self, ansatz, H, diagonal: np.ndarray):  # noqa: ANN001, ANN202
+        if self.device is None:
+            sim, circuit = self._simulator(ansatz, measure=False)
+            params = list(ansatz.parameters)
+
+            def exact(theta: np.ndarray) -> float:
+                binds = [{p: [float(v)] for p, v in zip(params, theta)}]
+                probs = np.asarray(sim.run(circuit, parameter_binds=binds).result().data(0)["p"])
+                return float(probs @ diagonal)
+
+            return exact
         tc = self.device.transpile(ansatz)
         parameters = tuple(ansatz.parameters)
 
@@ -123,15 +144,11 @@ class QAOASolver:
         """Counts of each sampled bitstring (as an integer, bit i = qubit i), and exact probabilities if known."""
         n = ansatz.num_qubits
         if self.device is None:
-            from qiskit.primitives import StatevectorSampler
-            from qiskit.quantum_info import Statevector
-
-            meas = ansatz.copy()
-            meas.measure_all()
-            sampler = StatevectorSampler(seed=self.seed)
-            raw = sampler.run([(meas, theta)], shots=self.shots).result()[0].data.meas.get_counts()
-            probs = Statevector(ansatz.assign_parameters(theta)).probabilities()
-            return {int(b, 2): c for b, c in raw.items()}, probs
+            sim, circuit = self._simulator(ansatz, measure=True)
+            binds = [{p: [float(v)] for p, v in zip(ansatz.parameters, theta)}]
+            result = sim.run(circuit, parameter_binds=binds, shots=self.shots, seed_simulator=self.seed).result()
+            probs = np.asarray(result.data(0)["p"])
+            return {int(b, 16): int(c) for b, c in result.data(0)["counts"].items()}, probs
         from qiskit.quantum_info import SparsePauliOp
 
         tc = self.device.transpile(ansatz)
@@ -142,6 +159,17 @@ class QAOASolver:
         freq = result.items[0].distributions[0][0]
         counts = np.rint(np.asarray(freq) * self.shots).astype(int)
         return {int(i): int(c) for i, c in enumerate(counts) if c > 0}, None
+
+
+def _simulator_for(ansatz, measure: bool):  # noqa: ANN001, ANN202
+    from qiskit_aer import AerSimulator
+
+    sim = AerSimulator(method="statevector", max_parallel_threads=1)
+    circuit = ansatz.copy()
+    circuit.save_probabilities(label="p")
+    if measure:
+        circuit.measure_all()
+    return sim, circuit
 
 
 def _decode(bits: int, groups: Sequence[Sequence[int]]) -> tuple[int, ...] | None:

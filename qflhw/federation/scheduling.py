@@ -163,13 +163,27 @@ BlockSolver = Callable[[np.ndarray, list[list[int]], int], Sequence[tuple[int, .
 
 
 def qaoa_solver(spec: SchedulingSpec, device: Device | None = None) -> BlockSolver:
-    """The block solver of ``method = "qaoa"``: QAOA samples, most frequent first."""
+    """The block solver of ``method = "qaoa"``: QAOA samples, most frequent first.
+
+    With ``qaoa_warm_start`` every block after the first starts from the angles tuned on the block
+    before (QAOA angles transfer between instances of one problem family, Brandao et al.,
+    arXiv:1812.04170), with one COBYLA start of a third of the iterations."""
+
+    last: list[tuple[float, ...]] = []  # the previous block's tuned angles (parameter transfer)
 
     def solve(Q: np.ndarray, groups: list[list[int]], seed: int) -> Sequence[tuple[int, ...]]:
+        warm = spec.qaoa_warm_start and last and len(last[-1]) == 2 * spec.qaoa_reps
         solver = QAOASolver(
-            reps=spec.qaoa_reps, shots=spec.qaoa_shots, maxiter=spec.qaoa_maxiter, restarts=spec.qaoa_restarts, seed=seed, device=device
+            reps=spec.qaoa_reps,
+            shots=spec.qaoa_shots,
+            maxiter=max(2 * spec.qaoa_reps + 2, spec.qaoa_maxiter // 3) if warm else spec.qaoa_maxiter,
+            restarts=1 if warm else spec.qaoa_restarts,
+            seed=seed,
+            device=device,
         )
-        return [choice for choice, _ in solver.solve(Q, groups).samples]
+        result = solver.solve(Q, groups, initial=last[-1] if warm else None)
+        last.append(result.angles)
+        return [choice for choice, _ in result.samples]
 
     return solve
 

@@ -31,6 +31,7 @@ import shutil
 import sys
 import time
 import traceback
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ _NOT_SWEEPABLE = {"name", "output", "clients"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SWEEPABLE_HELP = (
     "sweepable: seed, rounds, client_fraction, data.<field>, model.<field>, training.<field>, "
-    "aggregation.<field>, budget.<field>, clients.<field>, clients.<name>.<field>, client_set"
+    "aggregation.<field>, budget.<field>, scheduling.<field>, clients.<field>, clients.<name>.<field>, client_set"
 )
 
 
@@ -196,6 +197,10 @@ def _check_key(key: str, base: JobSpec, sets: dict[str, list], source: str) -> N
         if field is None or (i == 0 and part in _NOT_SWEEPABLE):
             raise ConfigError(bad + f"is not a spec setting; {_SWEEPABLE_HELP}")
         ann = field.annotation
+        # an optional table ([scheduling]: SchedulingSpec | None) is swept like the table itself
+        tables = [t for t in typing.get_args(ann) if isinstance(t, type) and issubclass(t, BaseModel)]
+        if tables and type(None) in typing.get_args(ann):
+            ann = tables[0]
         last = i == len(parts) - 1
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if last:
@@ -404,6 +409,7 @@ def report_study(study: Study, out: Path) -> tuple[str, list[str]]:
 ROW_FIELDS = [
     "seed", "aggregation", "partition", "client", "device", "calibration", "noise_scale",
     "round", "status", "num_samples", "steps", "loss", "shots", "esp", "variance", "calibration_id",
+    "layout", "noise_estimate", "weight", "suppression", "decision", "sum_rate_bps", "latency_s",
     "global_test_accuracy", "global_test_loss", "error",
 ]
 

@@ -86,6 +86,19 @@ def test_drifted_snapshot_figures_follow_the_model():
         assert v.std() == pytest.approx(sigma, rel=0.15), k
 
 
+def test_common_drift_correlates_the_figures_and_keeps_each_ones_statistics():
+    base = cal_mod.load(REF)
+    sigma, c = 0.4, 0.6
+    sched = CalibrationSchedule([base], drift=DriftSpec(sigma=sigma, tau_rounds=1.5, common=c), seed=1, rounds=400)
+    x = np.array([sched.offsets(r) for r in range(20, 400)])  # rounds x figures
+    assert x.std() == pytest.approx(sigma, rel=0.1)  # marginal: still an OU process with this sigma
+    pairs = [np.corrcoef(x[:, i], x[:, i + 1])[0, 1] for i in range(0, 200, 2)]
+    assert np.mean(pairs) == pytest.approx(c, abs=0.08)  # two figures share c of their variance
+    alone = CalibrationSchedule([base], drift=DriftSpec(sigma=sigma, tau_rounds=1.5), seed=1, rounds=400)
+    y = np.array([alone.offsets(r) for r in range(20, 400)])
+    assert abs(np.mean([np.corrcoef(y[:, i], y[:, i + 1])[0, 1] for i in range(0, 200, 2)])) < 0.05
+
+
 def test_same_seed_same_series_other_seed_other_series():
     base = cal_mod.load(REF)
     d = DriftSpec(sigma=0.3, tau_rounds=3)
