@@ -163,7 +163,7 @@ def main() -> int:
             kind="sign-switch", positive_steps=10, negative_steps=2, negative_scale=1.0, trigger="grad-norm", grad_norm_below=0.1
         ),
     }
-    print(f"{'optimizer, variant':<44} {'final loss':>16} {'best loss':>16} {'steps to <=0.5':>16} {'steps to <=0.1':>16}")
+    print(f"{'optimizer, variant':<52} {'final loss':>16} {'best loss':>16} {'steps to <=0.5':>16} {'steps to <=0.1':>16}")
     for (opt_name, lr), (name, sched) in [(o, v) for o in (("adam", args.lr), ("sgd", args.sgd_lr)) for v in variants.items()]:
         runs = [train(n, L, args.steps, seed, lr, sched, opt_name) for seed in range(args.seeds)]
         final = [r[-1] for r in runs]
@@ -175,7 +175,7 @@ def main() -> int:
             return " ".join("-" if x is None else str(x) for x in xs)
 
         label = f"{opt_name} lr {lr:g}, {name}"
-        print(f"{label:<44} {statistics.mean(final):>9.3f} ± {statistics.pstdev(final):.3f} "
+        print(f"{label:<52} {statistics.mean(final):>9.3f} ± {statistics.pstdev(final):.3f} "
               f"{statistics.mean(best):>9.3f} ± {statistics.pstdev(best):.3f} {show(half):>16} {show(tenth):>16}")
     print(f"\n(per-seed step counts; '-' = not reached in {args.steps} steps) total {time.perf_counter() - t0:.0f} s")
     return 0

@@ -102,6 +102,11 @@ def study_part(study: Path) -> None:
         spread = f"{statistics.mean(acc):.3f} ± {statistics.pstdev(acc):.3f}"
         print(f"{method:<10} {len(cells):>5} {sr:>16.2f} {ok:>14.1f} {spread:>15} {wall:>13.3f}")
         curves[method] = [(c["scheduling"]["wall_clock_s"], c["accuracy_per_round"]) for c in cells]
+    print("sum rate after each iteration of a round (Mbit/s, mean over rounds and seeds):")
+    for method, cells in by_method.items():
+        hist = [h for c in cells for h in c["scheduling"]["sum_rate_per_iteration"]]
+        n = min(len(h) for h in hist)
+        print(f"  {method:<8} " + " ".join(f"{statistics.mean(h[i] for h in hist) / 1e6:.2f}" for i in range(n)))
     import matplotlib
 
     matplotlib.use("Agg")
