@@ -140,7 +140,7 @@ def _cmd_calibration(args: argparse.Namespace) -> int:
         if note:
             print(f"note: {note}")
         return 0
-    if args.action in ("diff", "scale", "heterogeneity"):
+    if args.action in ("diff", "scale", "heterogeneity", "drift"):
         return _calibration_tools(args)
     raise AssertionError(args.action)
 
@@ -156,6 +156,17 @@ def _calibration_tools(args: argparse.Namespace) -> int:
         print(f"wrote {path}: {old.device} {old.date} with errors x{args.factor:g}, T1/T2 /{args.factor:g} "
               f"(median 2q {m0['2q']:.2e} -> {m1['2q']:.2e}, readout {m0['readout']:.2e} -> {m1['readout']:.2e})")
         print(f'use it in a spec as a client\'s  calibration = "{path}"')
+    elif args.action == "drift":
+        from qflhw.calibration.drift import write_series
+        from qflhw.config.spec import DriftSpec
+
+        drift = DriftSpec(
+            sigma=args.sigma, tau_rounds=args.tau, common=args.common, recalibrate_every=args.recalibrate_every, seed=args.seed
+        )
+        paths = write_series(args.device, drift, args.steps, args.out, seed=args.seed, noise_scale=args.noise_scale)
+        print(f"wrote {len(paths)} drifted snapshots to {paths[0].parent}/ ({paths[0].stem} .. {paths[-1].stem}): "
+              f"OU drift sigma {args.sigma:g}, tau {args.tau:g} steps, seed {args.seed}")
+        print(f'step through them in a spec with a client\'s  calibration = "{paths[0].parent}/*.json"')
     else:
         from qflhw.federation.quality import client_quality, format_quality
         from qflhw.studies.sweep import load_base_spec
@@ -270,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "calibration",
-        help="list, show, export, import, diff or scale snapshots; per-client heterogeneity",
+        help="list, show, export, import, diff, scale or drift snapshots; per-client heterogeneity",
         description="Calibration snapshots.",
     )
     csub = p.add_subparsers(dest="action", required=True)
@@ -292,6 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("device", help="snapshot reference, e.g. ibm_torino or ibm_torino/2025-02-26")
     s.add_argument("factor", type=float, help="error multiplier, e.g. 2 (T1/T2 are divided by it)")
     s.add_argument("--out", required=True, help="new .json file outside calibration/")
+    s = csub.add_parser("drift", help="write a dated series of drifted what-if snapshots (never overwrites)",
+                        description="Write STEPS snapshots of DEVICE drifted by the [clients.drift] model (an "
+                        "Ornstein-Uhlenbeck process per figure), dated one day apart, to OUT/<device>/<date>.json.")
+    s.add_argument("device", help="snapshot reference, e.g. ibm_torino or ibm_torino/2025-02-26")
+    s.add_argument("--sigma", type=float, required=True, help="relative spread: stationary std of log(figure / snapshot's)")
+    s.add_argument("--tau", type=float, default=5.0, help="correlation time in steps (default 5)")
+    s.add_argument("--common", type=float, default=0.0, help="share of the variance common to the whole device (default 0)")
+    s.add_argument("--steps", type=int, default=10, help="snapshots to write, step 0 first (default 10)")
+    s.add_argument("--recalibrate-every", type=int, default=0, help="steps between resets to the snapshot (default 0: never)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the drift (a [clients.drift] seed gives the same series)")
+    s.add_argument("--noise-scale", type=float, default=1.0, help="scale the snapshot's errors first (as a client's noise_scale)")
+    s.add_argument("--out", required=True, help="folder outside calibration/ that receives <device>/<date>.json")
     s = csub.add_parser("heterogeneity", help="transpile a spec's circuit per client: qubits, depth, 2q gates, ESP")
     s.add_argument("spec", help="job or study spec (TOML)")
     p.set_defaults(func=_cmd_calibration)

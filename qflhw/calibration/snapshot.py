@@ -56,7 +56,7 @@ class _Strict(BaseModel):
 class Provenance(_Strict):
     """Where the numbers came from, so a study can cite them."""
 
-    kind: Literal["exported", "live", "published", "scaled"]
+    kind: Literal["exported", "live", "published", "scaled", "drifted"]
     source: str = Field(description="SDK and object, URL or document the numbers were read from")
     retrieved: str = Field(description="ISO date the numbers were read")
     notes: str = ""

@@ -141,6 +141,15 @@ class TranspileCache:
         self._target: Target | None = None
         self._items: dict[tuple[str, str, int, int], Transpiled] = {}
 
+    def use(self, calibration: Calibration) -> None:
+        """Transpile for ``calibration`` from now on (a drifted or re-dated snapshot of the same device).
+
+        Circuits compiled for earlier calibrations stay cached under their calibration id, so
+        switching back costs nothing."""
+        if calibration.id != self.calibration.id:
+            self.calibration = calibration
+            self._target = None
+
     @property
     def target(self) -> Target:
         if self._target is None:

@@ -29,11 +29,14 @@ MitigationMethod = Literal["none", "zne", "rem", "zne+rem"]
 Extrapolation = Literal["richardson", "linear", "exponential"]
 Folding = Literal["two-qubit", "global"]
 Loss = Literal["cross-entropy", "mse"]
-AggregationMethod = Literal["fedavg", "noise-aware", "inverse-variance", "median", "trimmed-mean", "sporadic"]
+AggregationMethod = Literal["fedavg", "noise-aware", "inverse-variance", "median", "trimmed-mean", "sporadic", "spoqfl"]
 SporadicMode = Literal["skip", "scale"]
 ModelKind = Literal["quantum", "classical"]
 PersonalizationMethod = Literal["none", "local-head", "local-layers", "pqfl"]
 PrivacyMechanism = Literal["gaussian", "shot-noise", "depolarizing"]
+LRScheduleKind = Literal["constant", "sign-switch"]
+LRTrigger = Literal["steps", "grad-norm"]
+SchedulingMethod = Literal["all", "random", "greedy", "qaoa"]
 
 ANSATZE: tuple[str, ...] = get_args(Ansatz)
 PARTITIONS: tuple[str, ...] = get_args(Partition)
@@ -45,6 +48,10 @@ LOSSES: tuple[str, ...] = get_args(Loss)
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 PERSONALIZATION_METHODS: tuple[str, ...] = get_args(PersonalizationMethod)
 PRIVACY_MECHANISMS: tuple[str, ...] = get_args(PrivacyMechanism)
+LR_SCHEDULE_KINDS: tuple[str, ...] = get_args(LRScheduleKind)
+SCHEDULING_METHODS: tuple[str, ...] = get_args(SchedulingMethod)
+#: Characters that make a calibration reference a glob (``ibm_torino/2025-*``, ``drift/*.json``).
+GLOB_CHARS = "*?["
 BUILTIN_DATASETS: tuple[str, ...] = ("digits", "iris", "wine", "breast_cancer")
 
 #: Names that end up in idempotency keys, file names and job tags: no ``/``, no spaces.
@@ -136,6 +143,26 @@ class ModelSpec(_Strict):
         return self
 
 
+class LRScheduleSpec(_Strict):
+    """``[training.lr_schedule]``: how the learning rate changes over a client's optimizer steps
+    (see qflhw.training.lr_schedule). ``constant`` (the default) leaves the optimizer alone."""
+
+    kind: LRScheduleKind = Field(
+        default="constant", description="constant | sign-switch: positive phases alternate with negative (ascent) phases"
+    )
+    positive_steps: int = Field(default=10, ge=1, description="sign-switch: optimizer steps of each positive phase")
+    negative_steps: int = Field(default=2, ge=1, description="sign-switch: optimizer steps of each negative phase")
+    negative_scale: float = Field(
+        default=0.5, gt=0, description="sign-switch: a negative phase steps with -negative_scale x the learning rate"
+    )
+    trigger: LRTrigger = Field(
+        default="steps",
+        description="steps: switch after positive_steps; grad-norm: after at least positive_steps, switch only at a step "
+        "whose gradient norm is below grad_norm_below",
+    )
+    grad_norm_below: float = Field(default=1e-3, gt=0, description="trigger = grad-norm: the gradient-norm threshold")
+
+
 class TrainingSpec(_Strict):
     local_epochs: int = Field(default=1, ge=1)
     batch_size: int = Field(default=8, ge=1)
@@ -155,6 +182,7 @@ class TrainingSpec(_Strict):
     )
     min_shots: int = Field(default=16, ge=1, description="adaptive_shots: fewest shots per circuit")
     max_shots: int | None = Field(default=None, ge=1, description="adaptive_shots: most shots per circuit; default the device limit")
+    lr_schedule: LRScheduleSpec = Field(default_factory=LRScheduleSpec, description="[training.lr_schedule]; default constant")
 
     @model_validator(mode="after")
     def _shot_range(self) -> TrainingSpec:
@@ -208,6 +236,10 @@ class AggregationSpec(_Strict):
     trim_fraction: float = Field(default=0.2, ge=0, lt=0.5)
     threshold: float = Field(default=0.5, gt=0, lt=1, description="sporadic: noise level (1 - ESP) above which a client backs off")
     mode: SporadicMode = Field(default="scale", description="sporadic: drop a noisy client's update or damp it")
+    gamma: float = Field(
+        default=1.0, gt=0, description="spoqfl: suppression exp(-gamma x noise estimate) on a client's update each round"
+    )
+    skip_below: float = Field(default=0.3, ge=0, lt=1, description="spoqfl: a client whose suppression is below this sits the round out")
     min_clients: int = Field(default=1, ge=1, description="fewest reporting clients for a round to count")
 
 
@@ -294,16 +326,114 @@ class ResilienceSpec(_Strict):
     )
 
 
+class DriftSpec(_Strict):
+    """``[clients.drift]``: a seeded Ornstein-Uhlenbeck drift of a client's calibration around its
+    snapshot, one step per round (see qflhw.calibration.drift)."""
+
+    sigma: float = Field(gt=0, le=3, description="stationary std of log(figure / snapshot figure): the relative spread")
+    tau_rounds: float = Field(default=5.0, gt=0, description="correlation time in rounds: lag-1 correlation exp(-1/tau)")
+    common: float = Field(
+        default=0.0, ge=0, le=1, description="share of the variance common to all figures of the device (0: each drifts alone)"
+    )
+    recalibrate_every: int = Field(default=0, ge=0, description="rounds between recalibrations back to the snapshot; 0 = never")
+    gates: bool = Field(default=True, description="drift every gate error")
+    readout: bool = Field(default=True, description="drift both readout error probabilities of every qubit")
+    coherence: bool = Field(default=True, description="drift T1 and T2 of every qubit (T2 stays <= 2 T1)")
+    seed: int | None = Field(default=None, description="seed of the drift; default from the job seed and client name")
+
+
 class ClientSpec(_Strict):
     name: str = Field(min_length=1, pattern=NAME_PATTERN, description="letters, digits, _ . - (it names jobs and files)")
     device: str = Field(description="a profile in backends/ (see `qflhw devices`)")
-    calibration: str | None = Field(default=None, description="override the profile's snapshot: <device>/<date>")
+    calibration: str | list[str] | None = Field(
+        default=None,
+        description="override the profile's snapshot: <device>/<date> or a .json file; a glob (ibm_torino/2025-*, "
+        "drift/ibm_torino/*.json) or a list of them is a series stepped through by round",
+    )
+    calibration_every: int = Field(default=1, ge=1, description="a calibration series: rounds each snapshot is used")
+    drift: DriftSpec | None = Field(default=None, description="[clients.drift]: drift the calibration round by round")
     noise_scale: float = Field(default=1.0, ge=0, description="multiply every error of the calibration; 0 = an ideal (noiseless) twin")
     shots: int | None = Field(default=None, ge=0)
     local_epochs: int | None = Field(default=None, ge=1)
     batch_size: int | None = Field(default=None, ge=1)
     learning_rate: float | None = Field(default=None, gt=0)
     mitigation: MitigationSpec | None = Field(default=None, description="replaces the job's [mitigation] for this client")
+
+    @model_validator(mode="after")
+    def _calibration_list(self) -> ClientSpec:
+        if isinstance(self.calibration, list) and (not self.calibration or not all(self.calibration)):
+            raise ValueError(f"clients.{self.name}.calibration: give a non-empty list of snapshot references, e.g. "
+                             '["ibm_torino/2025-02-26", "whatif/torino-x2.json"]')
+        return self
+
+    @property
+    def calibration_refs(self) -> list[str]:
+        """The calibration references as a list (empty: the profile's snapshot)."""
+        if self.calibration is None:
+            return []
+        return [self.calibration] if isinstance(self.calibration, str) else list(self.calibration)
+
+    @property
+    def calibration_changes(self) -> bool:
+        """Whether this client's calibration may change during a run (a series, a glob or a drift)."""
+        refs = self.calibration_refs
+        return self.drift is not None or len(refs) > 1 or any(ch in r for r in refs for ch in GLOB_CHARS)
+
+
+class SchedulingSpec(_Strict):
+    """``[scheduling]``: each round, sub-channels and transmit powers for the clients' uploads over a
+    wireless uplink, chosen to maximize the sum of Shannon rates (see qflhw.federation.scheduling)."""
+
+    method: SchedulingMethod = Field(
+        default="all",
+        description="all: sub-channels round-robin at full power; random: random sub-channels at full power; greedy: "
+        "best-response sub-channel moves + power BCD; qaoa: sub-channel blocks as QUBOs solved by QAOA + power BCD",
+    )
+    subchannels: int = Field(default=20, ge=1, description="K sub-channels shared by the clients")
+    bandwidth_hz: float = Field(default=180e3, gt=0, description="bandwidth of one sub-channel")
+    min_distance_m: float = Field(default=1.0, gt=0, description="clients sit at distances uniform in [min, max] from the base station")
+    max_distance_m: float = Field(default=1800.0, gt=0)
+    rician_k: float = Field(default=3.0, ge=0, description="Rician K-factor (linear), line-of-sight over scattered power")
+    path_loss_db_1km: float = Field(default=128.1, description="path loss at 1 km, dB: PL = this + 10 x exponent x log10(d / km)")
+    path_loss_exponent: float = Field(default=3.76, gt=0)
+    noise_psd_dbm_hz: float = Field(default=-174.0, description="receiver noise power spectral density, dBm/Hz")
+    min_power_dbm: float = Field(default=0.0, description="transmit power range of a client")
+    max_power_dbm: float = Field(default=24.0)
+    payload_bits: int | None = Field(default=None, gt=0, description="bits one upload carries; default 32 per model parameter")
+    deadline_s: float = Field(default=0.0, ge=0, description="a client whose upload would take longer sits the round out; 0 = none")
+    iterations: int = Field(default=3, ge=1, description="alternations of sub-channel assignment and power control per round")
+    power_control: bool = Field(default=True, description="greedy/qaoa: optimize the powers (BCD); false keeps everyone at full power")
+    block_clients: int = Field(
+        default=2, ge=1, description="qaoa: clients re-assigned together in one QUBO (exact for 2, a second-order approximation above)"
+    )
+    block_subchannels: int = Field(default=4, ge=2, description="qaoa: sub-channels a block may use; qubits = clients x sub-channels")
+    qaoa_reps: int = Field(default=3, ge=1, description="qaoa: QAOA layers p")
+    qaoa_shots: int = Field(default=128, ge=1, description="qaoa: samples drawn from the optimized circuit")
+    qaoa_maxiter: int = Field(default=100, ge=1, description="qaoa: COBYLA iterations per start")
+    qaoa_restarts: int = Field(default=2, ge=1, description="qaoa: COBYLA starts (the first a linear ramp; the best is kept)")
+    qaoa_warm_start: bool = Field(
+        default=True,
+        description="qaoa: later blocks of a round start from the previous block's tuned angles (one start, a third of the iterations)",
+    )
+    qaoa_device: str | None = Field(
+        default=None, description="qaoa: a fake device profile to run QAOA on (e.g. fake_torino); default exact statevector"
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SchedulingSpec:
+        if self.min_distance_m >= self.max_distance_m:
+            raise ValueError(
+                f"scheduling.min_distance_m ({self.min_distance_m:g}) must be below max_distance_m ({self.max_distance_m:g})"
+            )
+        if self.min_power_dbm > self.max_power_dbm:
+            raise ValueError(f"scheduling.min_power_dbm ({self.min_power_dbm:g}) is above max_power_dbm ({self.max_power_dbm:g})")
+        qubits = self.block_clients * min(self.block_subchannels, self.subchannels)
+        if self.method == "qaoa" and qubits > 20:
+            raise ValueError(
+                f"scheduling: a QAOA block of {self.block_clients} clients x {min(self.block_subchannels, self.subchannels)} "
+                f"sub-channels needs {qubits} qubits; lower block_clients or block_subchannels to stay at 20 or fewer"
+            )
+        return self
 
 
 class JobSpec(_Strict):
@@ -322,6 +452,7 @@ class JobSpec(_Strict):
     evaluation: EvaluationSpec = EvaluationSpec()
     personalization: PersonalizationSpec = PersonalizationSpec()
     privacy: PrivacySpec = PrivacySpec()
+    scheduling: SchedulingSpec | None = Field(default=None, description="[scheduling]: wireless uplink scheduling; default none")
     clients: list[ClientSpec] = Field(min_length=1)
 
     @model_validator(mode="after")

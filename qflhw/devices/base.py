@@ -192,6 +192,20 @@ class Device(abc.ABC):
     def name(self) -> str:
         return self.profile.name
 
+    def set_calibration(self, calibration: Calibration) -> None:
+        """Switch this device to another snapshot of itself (the device drifted or was recalibrated).
+
+        Later :meth:`transpile` calls compile for the new calibration (the noise-aware layout may
+        move); subclasses rebuild whatever else depends on it (a fake twin its noise).
+        """
+        if calibration.num_qubits != self.calibration.num_qubits:
+            raise ConfigError(
+                f"device {self.name}: calibration {calibration.id} has {calibration.num_qubits} qubits, the device "
+                f"{self.calibration.num_qubits}; use a snapshot of the same device"
+            )
+        self.calibration = calibration
+        self._transpiled.use(calibration)
+
     def transpile(self, circuit: QuantumCircuit) -> Transpiled:
         """Compile a logical circuit for this device (cached per circuit and calibration)."""
         return self._transpiled.get(circuit)

@@ -22,11 +22,12 @@ def make_device(
     *,
     seed: int = 1234,
     noise_scale: float = 1.0,
-    calibration: str | None = None,
+    calibration: str | Calibration | None = None,
     store: Path | None = None,
     max_time: int | None = None,
 ) -> Device:
-    """Build the device a profile describes; ``calibration`` overrides the profile's snapshot.
+    """Build the device a profile describes; ``calibration`` overrides the profile's snapshot
+    (a reference, or for a fake device a :class:`Calibration` itself, e.g. a drifted one).
 
     ``store`` is where a fake device keeps its jobs (so a resumed run can fetch them), and a
     real one its job layouts. Real QPUs (``ibm``, ``braket``) connect here with the SDK's own
@@ -36,6 +37,8 @@ def make_device(
     """
     prof = load_profile(profile) if isinstance(profile, str) else profile
     if prof.provider in ("ibm", "braket"):
+        if isinstance(calibration, Calibration):
+            raise ConfigError(f"device {prof.name}: a real QPU uses its live calibration; give a reference, not a snapshot object")
         if noise_scale != 1.0:
             raise ConfigError(f"device {prof.name}: noise_scale applies to fake devices only; remove it for a real QPU")
         if prof.emulate:
@@ -50,7 +53,7 @@ def make_device(
         return connect_braket(prof, seed=seed, calibration=calibration, store=store)
     from qflhw.devices.fake import FakeDevice
 
-    return FakeDevice(prof, offline_calibration(prof, calibration, noise_scale), seed=seed, store=store)
+    return FakeDevice(prof, _calibration_of(prof, calibration, noise_scale), seed=seed, store=store)
 
 
 def emulated_device(
@@ -108,9 +111,15 @@ def offline_calibration(profile: DeviceProfile, override: str | None = None, noi
     return cal.scaled(noise_scale) if noise_scale != 1.0 else cal
 
 
+def _calibration_of(profile: DeviceProfile, calibration: str | Calibration | None, noise_scale: float) -> Calibration:
+    if isinstance(calibration, Calibration):
+        return calibration.scaled(noise_scale) if noise_scale != 1.0 else calibration
+    return offline_calibration(profile, calibration, noise_scale)
+
+
 def offline_device(
-    profile: DeviceProfile | str, *, seed: int = 1234, noise_scale: float = 1.0, calibration: str | None = None
+    profile: DeviceProfile | str, *, seed: int = 1234, noise_scale: float = 1.0, calibration: str | Calibration | None = None
 ) -> OfflineDevice:
     """The offline stand-in of a profile's device (see :func:`offline_calibration`)."""
     prof = load_profile(profile) if isinstance(profile, str) else profile
-    return OfflineDevice(prof, offline_calibration(prof, calibration, noise_scale), seed=seed)
+    return OfflineDevice(prof, _calibration_of(prof, calibration, noise_scale), seed=seed)

@@ -61,12 +61,20 @@ class FakeDevice(Device):
         store: Path | None = None,
     ):
         super().__init__(profile, calibration, seed=seed)
+        self.threads = threads
         self.simulator = CompactSimulator(calibration, threads=threads)
         self.submissions = 0  # jobs this object ran (the store's log counts across processes)
         self.store = Path(store) if store else None
         self._jobs: dict[str, FakeJob] = {}
         self._counter = itertools.count()
         self._lock = threading.Lock()
+
+    def set_calibration(self, calibration: Calibration) -> None:
+        """Switch snapshot and rebuild the simulator, so jobs from now on carry the new noise."""
+        changed = calibration.id != self.calibration.id
+        super().set_calibration(calibration)
+        if changed:
+            self.simulator = CompactSimulator(calibration, threads=self.threads)
 
     def _rng(self, batch: Batch, n: int) -> np.random.Generator:
         salt = str(batch.key) if batch.key else f"#{n}"

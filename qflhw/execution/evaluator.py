@@ -74,22 +74,30 @@ class CircuitEvaluator:
         self.gradient = gradient
         self.spsa_epsilon = spsa_epsilon
         self.rng = np.random.default_rng(seed)
-        self.mitigation = mitigation
         self.ledger = ledger or Ledger()
         self.runner = runner
         # parameter shift may run a copy with one parameter per weight-dependent angle; SPSA the model itself
         self.shift = shift_circuit(model.circuit, model.inputs, model.weights) if gradient != "spsa" else None
         self.parameters = self.shift.parameters if self.shift else model.parameters  # columns of a binding row
-        self.transpiled = device.transpile(self.shift.circuit if self.shift else model.circuit)
-        self.prepared = mitigation.prepare(self.transpiled) if mitigation else None
-        self.variants = list(self.prepared.variants) if self.prepared else [self.transpiled]
+        self.retarget(mitigation)
         self.shot_allocation = shot_allocation  # see qflhw.execution.shots
         self.adaptive = adaptive
         self.item_variance: list[float] | None = None  # per-shot variance of each variant, last step
-        self._variant_seconds = [self._circuit_seconds(v) for v in self.variants]
         n_in = len(model.inputs)
         self.weight_columns = list(range(n_in, n_in + len(model.weights)))
         self.rules = list(self.shift.rules) if self.shift else []
+
+    def retarget(self, mitigation: Technique | None) -> None:
+        """Compile the model circuit for the device's current calibration, with ``mitigation``.
+
+        Called once when built and again after ``device.set_calibration`` (a drifting device):
+        the layout, ESP, mitigation variants and circuit durations follow the new snapshot.
+        """
+        self.mitigation = mitigation
+        self.transpiled = self.device.transpile(self.shift.circuit if self.shift else self.model.circuit)
+        self.prepared = mitigation.prepare(self.transpiled) if mitigation else None
+        self.variants = list(self.prepared.variants) if self.prepared else [self.transpiled]
+        self._variant_seconds = [self._circuit_seconds(v) for v in self.variants]
 
     def _circuit_seconds(self, tc: Transpiled | None = None) -> float:
         return circuit_seconds(self.device.calibration, tc or self.transpiled)

@@ -4,7 +4,9 @@ An update is a client's flat parameter vector plus what the server knows about i
 device quality (ESP, estimated success probability), an optional variance and noise estimate.
 Weighted aggregators move the global model by the weighted mean of the deltas ``params - current``;
 robust ones take coordinate-wise statistics. Every aggregator ignores clients that trained on zero
-samples, and leaves ``current`` unchanged when no client carries weight.
+samples, and leaves ``current`` unchanged when no client carries weight. :meth:`Aggregator.decisions`
+says what each client's update counted for in a round (its weight, and for SpoQFL its suppression
+and whether it was skipped), for ``metrics.csv``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ class ClientUpdate:
 
     ``esp`` is the device's estimated success probability in [0, 1]; ``variance`` an estimate of
     the update's variance (> 0, e.g. from shot noise); ``noise`` a noise level in [0, 1] that
-    :class:`Sporadic` compares to its threshold (``1 - esp`` when not given).
+    :class:`Sporadic` compares to its threshold (``1 - esp`` when not given); ``noise_estimate`` the
+    client's own noise level this round (>= 0, see qflhw.training.noise), which :class:`SpoQFL`
+    suppresses by (``noise_level`` when not given).
     """
 
     client: str
@@ -35,6 +39,7 @@ class ClientUpdate:
     esp: float = 1.0
     variance: float | None = None
     noise: float | None = None
+    noise_estimate: float | None = None
 
     def __post_init__(self) -> None:
         if self.num_samples < 0:
@@ -45,6 +50,8 @@ class ClientUpdate:
             raise InvalidUpdate(f"client {self.client!r}: variance={self.variance} must be finite and > 0, or None")
         if self.noise is not None and not 0 <= self.noise <= 1:
             raise InvalidUpdate(f"client {self.client!r}: noise={self.noise} must be in [0, 1], or None")
+        if self.noise_estimate is not None and not (self.noise_estimate >= 0 and math.isfinite(self.noise_estimate)):
+            raise InvalidUpdate(f"client {self.client!r}: noise_estimate={self.noise_estimate} must be finite and >= 0, or None")
 
     @property
     def noise_level(self) -> float:
@@ -83,6 +90,18 @@ class Aggregator(ABC):
     def aggregate(self, updates: Sequence[ClientUpdate], current: np.ndarray) -> np.ndarray:
         """The next global parameters; ``current`` is returned unchanged if no client carries weight."""
 
+    def contributions(self, updates: Sequence[ClientUpdate]) -> np.ndarray | None:
+        """Coefficient of each client's delta in the new global model (None: not a weighted mean)."""
+        return None
+
+    def decisions(self, updates: Sequence[ClientUpdate]) -> list[dict[str, object]]:
+        """What each update counted for, in client order: ``weight`` (its delta's coefficient;
+        empty for coordinate-wise statistics), plus whatever a rule decides per round."""
+        coef = self.contributions(updates)
+        if coef is None:
+            return [{"weight": ""} for _ in updates]
+        return [{"weight": float(c)} for c in coef]
+
 
 class WeightedAggregator(Aggregator):
     """Moves ``current`` by the weighted mean of the client deltas ``params - current``."""
@@ -95,6 +114,9 @@ class WeightedAggregator(Aggregator):
         current = np.asarray(current, dtype=np.float64)
         params = _stack(updates, current)
         return current + self.weights(updates) @ (params - current)
+
+    def contributions(self, updates: Sequence[ClientUpdate]) -> np.ndarray | None:
+        return self.weights(updates)
 
 
 @dataclass(frozen=True)
@@ -198,6 +220,56 @@ class Sporadic(WeightedAggregator):
         params = _stack(updates, current)
         return current + (self.weights(updates) * self.scales(updates)) @ (params - current)
 
+    def contributions(self, updates: Sequence[ClientUpdate]) -> np.ndarray | None:
+        return self.weights(updates) * self.scales(updates)
+
+
+@dataclass(frozen=True)
+class SpoQFL(WeightedAggregator):
+    """SpoQFL's sporadic rule, per round (Rahman, Pokharel, Nguyen, arXiv:2507.12492).
+
+    Each client reports its own noise level ``xi`` this round (``noise_estimate``, see
+    qflhw.training.noise; ``1 - esp`` when absent). Its update is suppressed by
+    ``s = exp(-gamma * xi)``, and a client with ``s < skip_below`` sits the round out. The new
+    global model moves by ``sum_k w_k s_k delta_k``, with FedAvg weights ``w_k`` over the clients
+    kept (so quiet clients are damped a little, noisy ones a lot, and nobody's weight is handed to
+    the others). The paper scales each local gradient step; qflhw scales the round's update, which
+    is the same for one local SGD step and keeps the rule on the server where it is recorded.
+    """
+
+    gamma: float = AggregationSpec.model_fields["gamma"].default
+    skip_below: float = AggregationSpec.model_fields["skip_below"].default
+
+    def __post_init__(self) -> None:
+        if not (self.gamma > 0 and math.isfinite(self.gamma)):
+            raise ConfigError(f"gamma={self.gamma}: must be a positive number, e.g. 1")
+        if not 0 <= self.skip_below < 1:
+            raise ConfigError(f"skip_below={self.skip_below}: must be in [0, 1), e.g. 0.3")
+
+    def suppression(self, updates: Sequence[ClientUpdate]) -> np.ndarray:
+        """``exp(-gamma * xi)`` of each client."""
+        xi = [u.noise_level if u.noise_estimate is None else u.noise_estimate for u in updates]
+        return np.exp(-self.gamma * np.array(xi, dtype=np.float64))
+
+    def weights(self, updates: Sequence[ClientUpdate]) -> np.ndarray:
+        keep = self.suppression(updates) >= self.skip_below
+        return _normalized(np.array([u.num_samples * k for u, k in zip(updates, keep)], dtype=np.float64))
+
+    def contributions(self, updates: Sequence[ClientUpdate]) -> np.ndarray:
+        return self.weights(updates) * self.suppression(updates)
+
+    def aggregate(self, updates: Sequence[ClientUpdate], current: np.ndarray) -> np.ndarray:
+        current = np.asarray(current, dtype=np.float64)
+        params = _stack(updates, current)
+        return current + self.contributions(updates) @ (params - current)
+
+    def decisions(self, updates: Sequence[ClientUpdate]) -> list[dict[str, object]]:
+        out = super().decisions(updates)
+        for row, s in zip(out, self.suppression(updates)):
+            row["suppression"] = float(s)
+            row["decision"] = "skipped" if s < self.skip_below else "scaled"
+        return out
+
 
 AGGREGATORS: dict[str, type[Aggregator]] = {
     "fedavg": FedAvg,
@@ -206,6 +278,7 @@ AGGREGATORS: dict[str, type[Aggregator]] = {
     "median": Median,
     "trimmed-mean": TrimmedMean,
     "sporadic": Sporadic,
+    "spoqfl": SpoQFL,
 }
 
 
@@ -214,6 +287,7 @@ def from_spec(setting: AggregationSpec) -> Aggregator:
     options: dict[str, dict[str, object]] = {
         "trimmed-mean": {"trim_fraction": setting.trim_fraction},
         "sporadic": {"threshold": setting.threshold, "mode": setting.mode},
+        "spoqfl": {"gamma": setting.gamma, "skip_below": setting.skip_below},
     }
     return make_aggregator(setting.method, **options.get(setting.method, {}))
 

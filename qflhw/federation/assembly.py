@@ -4,11 +4,13 @@ The in-process round loop, a Flower client site, ``qflhw estimate`` and the per-
 report all need the same pieces: the model circuit and its observables, the seeded data split,
 each client's device (real, fake or an offline stand-in) and its :class:`Client`, the ledger and
 the journaled runner. :class:`Assembly` builds them from a validated spec, so the engines cannot
-drift apart; client selection per round is :func:`selected_indices`, also used by all of them.
+drift apart; client selection per round is :func:`selected_indices`, also used by all of them, and
+with ``[scheduling]`` the round's uplink plan is :func:`round_plan`, computed in the same place.
 """
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,17 +18,21 @@ import numpy as np
 from qiskit.quantum_info import SparsePauliOp
 
 from qflhw._util import stable_seed
+from qflhw.calibration.drift import CalibrationSchedule, expand_refs
 from qflhw.circuits.ansatz import ModelCircuit, build, observables
 from qflhw.circuits.custom import load_model
+from qflhw.config.profiles import load_profile
 from qflhw.config.spec import ClientSpec, JobSpec, ModelSpec
 from qflhw.devices.base import Device
-from qflhw.devices.factory import make_device, offline_device
+from qflhw.devices.factory import make_device, offline_calibration, offline_device
+from qflhw.errors import ConfigError
 from qflhw.execution.budget import Ledger
 from qflhw.execution.evaluator import Runner
 from qflhw.execution.events import EventSink
 from qflhw.execution.journal import Journal
 from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.retries import JournaledRunner
+from qflhw.federation.scheduling import RoundPlan, plan_round
 from qflhw.training.classical import Model, make_model
 from qflhw.training.client import Client
 from qflhw.training.data import FederatedData, federate, keep_positive_fraction, load_dataset, one_vs_rest
@@ -86,8 +92,8 @@ def training_rows(spec: JobSpec, data: FederatedData, k: int) -> tuple[np.ndarra
     return (x_tr[:cap], y_tr[:cap]) if cap else (x_tr, y_tr)
 
 
-def selected_indices(spec: JobSpec, round_: int) -> list[int]:
-    """Spec positions of the clients that train in ``round_``: seeded, so every engine picks the same."""
+def sampled_indices(spec: JobSpec, round_: int) -> list[int]:
+    """Spec positions of the clients sampled in ``round_`` (``client_fraction``), before any scheduling."""
     n = len(spec.clients)
     k = max(1, int(round(spec.client_fraction * n)))
     if k == n:
@@ -103,6 +109,42 @@ def participations(spec: JobSpec) -> list[int]:
         for i in selected_indices(spec, r):
             counts[i] += 1
     return counts
+
+
+def selected_indices(spec: JobSpec, round_: int) -> list[int]:
+    """Spec positions of the clients that train in ``round_``: seeded, so every engine picks the same.
+
+    The sampled clients (``client_fraction``); with ``[scheduling]`` and a deadline, those whose
+    upload makes it in time (see :func:`round_plan`)."""
+    sampled = sampled_indices(spec, round_)
+    if spec.scheduling is None or spec.scheduling.deadline_s == 0:
+        return sampled  # the uplink plan decides nothing about who trains
+    return list(round_plan(spec, round_).selected)  # type: ignore[union-attr]
+
+
+def round_plan(spec: JobSpec, round_: int) -> RoundPlan | None:
+    """The uplink plan of ``round_`` (sub-channels, powers, rates, latency), None without ``[scheduling]``."""
+    if spec.scheduling is None:
+        return None
+    return plan_round(spec, round_, sampled_indices(spec, round_), payload_bits(spec))
+
+
+@functools.lru_cache(maxsize=64)
+def _parameter_count(model_json: str, data_json: str) -> int:
+    from qflhw.config.spec import DataSpec, ModelSpec
+    from qflhw.training.data import load_dataset
+
+    m, d = ModelSpec.model_validate_json(model_json), DataSpec.model_validate_json(data_json)
+    circuit, obs = model_and_observables(m)  # a linear head assumed: the payload is an estimate
+    n_classes = 2 if d.positive else len(d.classes) if d.classes else int(np.max(load_dataset(d.dataset)[1])) + 1
+    return len(circuit.weights) + len(obs) * n_classes + n_classes
+
+
+def payload_bits(spec: JobSpec) -> int:
+    """Bits one client upload carries: ``[scheduling] payload_bits``, else 32 per model parameter."""
+    if spec.scheduling is not None and spec.scheduling.payload_bits:
+        return spec.scheduling.payload_bits
+    return 32 * _parameter_count(spec.model.model_dump_json(), spec.data.model_dump_json())
 
 
 def device_seed(spec: JobSpec, client: ClientSpec) -> int:
@@ -122,6 +164,35 @@ def mode_max_time(spec: JobSpec, k: int, rows: int) -> int:
     steps = -(-rows // spec.client_setting(cs, "batch_size")) * spec.client_setting(cs, "local_epochs")
     per_job = spec.resilience.job_timeout_s or 3600.0
     return int(min(MAX_MODE_SECONDS, max(60.0, spec.rounds * max(steps, 1) * per_job)))
+
+
+def drift_seed(spec: JobSpec, client: ClientSpec) -> int:
+    """The seed of a client's calibration drift: its ``[clients.drift] seed``, else from the job seed and name."""
+    if client.drift is not None and client.drift.seed is not None:
+        return client.drift.seed
+    return stable_seed(spec.seed, client.name, "drift")
+
+
+def calibration_schedule(spec: JobSpec, client: ClientSpec) -> CalibrationSchedule | None:
+    """The client's calibration round by round, when it changes during the run (a series, a glob
+    or a drift); None for one fixed snapshot. Only fake twins drift: a real QPU has its own."""
+    if not client.calibration_changes:
+        return None
+    profile = load_profile(client.device)
+    where = f"client {client.name}"
+    if profile.provider != "fake":
+        raise ConfigError(
+            f"{where}: calibration series and [clients.drift] apply to fake devices only; {client.device} is a "
+            f"{profile.provider} QPU, which reports its own calibration"
+        )
+    try:
+        refs: list[str | None] = list(expand_refs(client.calibration_refs)) or [None]
+        snapshots = [offline_calibration(profile, ref, client.noise_scale) for ref in refs]
+        return CalibrationSchedule(
+            snapshots, every=client.calibration_every, drift=client.drift, seed=drift_seed(spec, client), rounds=spec.rounds
+        )
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from err
 
 
 def make_ledger(spec: JobSpec) -> Ledger:
@@ -160,24 +231,40 @@ class Assembly:
             c.name: make_plan(spec.privacy, client=c.name, participations=counts[k], dimension=self.split.shared_size)
             for k, c in enumerate(spec.clients)
         }
+        self._schedules: dict[int, CalibrationSchedule | None] = {}
 
     def index(self, name: str) -> int:
         """Spec position of the client ``name``."""
         return [c.name for c in self.spec.clients].index(name)
 
+    def schedule(self, k: int) -> CalibrationSchedule | None:
+        """Client ``k``'s calibration schedule (None: one snapshot for the whole run); built once."""
+        if k not in self._schedules:
+            self._schedules[k] = calibration_schedule(self.spec, self.spec.clients[k])
+        return self._schedules[k]
+
     def device(self, k: int, *, store: Path | None = None) -> Device:
-        """Client ``k``'s device as a run uses it (connecting to a real QPU, if it is one)."""
+        """Client ``k``'s device as a run uses it (connecting to a real QPU, if it is one); a drifting
+        client's device starts on its round-0 calibration."""
         cs = self.spec.clients[k]
         rows = len(training_rows(self.spec, self.data, k)[1])
+        max_time = mode_max_time(self.spec, k, rows)
+        sched = self.schedule(k)
+        if sched is not None:
+            return make_device(cs.device, seed=device_seed(self.spec, cs), calibration=sched.at(0), store=store, max_time=max_time)
+        ref = cs.calibration_refs[0] if cs.calibration_refs else None
         return make_device(
-            cs.device, seed=device_seed(self.spec, cs), noise_scale=cs.noise_scale, calibration=cs.calibration, store=store,
-            max_time=mode_max_time(self.spec, k, rows),
+            cs.device, seed=device_seed(self.spec, cs), noise_scale=cs.noise_scale, calibration=ref, store=store, max_time=max_time,
         )
 
     def offline_device(self, k: int) -> Device:
         """Client ``k``'s device on paper: it transpiles like the real one, offline, and never runs."""
         cs = self.spec.clients[k]
-        return offline_device(cs.device, seed=device_seed(self.spec, cs), noise_scale=cs.noise_scale, calibration=cs.calibration)
+        sched = self.schedule(k)
+        if sched is not None:
+            return offline_device(cs.device, seed=device_seed(self.spec, cs), calibration=sched.at(0))
+        ref = cs.calibration_refs[0] if cs.calibration_refs else None
+        return offline_device(cs.device, seed=device_seed(self.spec, cs), noise_scale=cs.noise_scale, calibration=ref)
 
     def client(
         self, k: int, device: Device, *, ledger: Ledger, runner: Runner, mitigation: Technique | None = None
@@ -187,7 +274,7 @@ class Assembly:
         part = self.data.clients[k]
         return Client(
             self.spec.clients[k], self.spec, device, x_tr, y_tr, self.model, self.observables, self.n_classes,
-            run_id=self.run_key, ledger=ledger, runner=runner, mitigation=mitigation,
+            run_id=self.run_key, ledger=ledger, runner=runner, mitigation=mitigation, calibrations=self.schedule(k),
             test_rows=(part.X_test, part.y_test), privacy=self.privacy[self.spec.clients[k].name],
         )
 

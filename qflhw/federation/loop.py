@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
+import math
 import os
 import socket
 import sys
@@ -33,8 +34,8 @@ from qflhw.execution.evaluator import Runner, direct_runner
 from qflhw.execution.events import EventLog
 from qflhw.execution.journal import Journal
 from qflhw.execution.mitigation.base import Technique
-from qflhw.federation import aggregation
-from qflhw.federation.assembly import Assembly, describe_client, make_ledger, make_runner, selected_indices
+from qflhw.federation import aggregation, scheduling
+from qflhw.federation.assembly import Assembly, describe_client, make_ledger, make_runner, round_plan, selected_indices
 from qflhw.federation.evaluation import client_eval_columns, client_eval_summary, evaluate_scores
 from qflhw.federation.outputs import plot_learning_curve, write_metrics, write_summary
 from qflhw.training.client import Client, ClientResult
@@ -110,15 +111,23 @@ class Federation:
                 res.error, res.params = str(err), None
         updates.sort(key=lambda u: u.client)  # one summation order, however the reports arrived
         split = self.assembly.split  # personalized coordinates are neither sent nor averaged
-        if len(updates) >= self.spec.aggregation.min_clients:
+        enough = len(updates) >= self.spec.aggregation.min_clients
+        decided: dict[str, dict] = {}
+        if enough:
             self.params = split.merge(self.params, self.aggregator.aggregate(updates, split.shared(self.params)))
+            decide = getattr(self.aggregator, "decisions", None)  # any object with aggregate() may stand in
+            decided = {u.client: d for u, d in zip(updates, decide(updates))} if decide else {}
         self.global_model.set_flat(self.params)
         test = self.data.global_test
         scores = evaluate_scores(self.global_model, self.model_circuit, self.observables, test.X, test.y, self.assembly.loss)
         acc, loss = scores.accuracy, scores.loss
         evals = self.evaluate_clients(round_, results) if self.spec.evaluation.per_client else {}
-        for res in results:
-            row = _row(res, acc, loss, enough=len(updates) >= self.spec.aggregation.min_clients)
+        plan = round_plan(self.spec, round_)
+        for res in [*results, *_missed_deadline(self.spec, plan, round_)]:
+            row = _row(res, acc, loss, enough=enough)
+            row.update(decided.get(res.client, {"weight": 0.0}))
+            if plan is not None:
+                row.update(plan.fields([c.name for c in self.spec.clients].index(res.client)))
             row.update({"global_test_auroc": scores.auroc, "global_test_aupr": scores.aupr})
             row.update(client_eval_columns(evals.get(res.client)))
             row.update(self._privacy_columns(res))
@@ -157,6 +166,7 @@ class Federation:
             esp=res.esp,
             variance=res.variance if res.variance > 0 else None,
             noise=1.0 - res.esp,
+            noise_estimate=res.noise_estimate if math.isfinite(res.noise_estimate) else None,
         )
         aggregation.validate_update(update, self.assembly.split.shared_size)
         return update
@@ -323,6 +333,9 @@ class Federation:
             "finished": finished,
         }
         out.update(self._extra_summary(final))
+        sched = scheduling.summary(self.rows, self.spec)
+        if sched is not None:
+            out["scheduling"] = sched
         if seconds is not None:
             out["wall_seconds"] = round(seconds, 1)
         return out
@@ -393,6 +406,8 @@ def _row(res: ClientResult, acc: float, loss: float, *, enough: bool) -> dict:
         "esp": res.esp,
         "variance": res.variance,
         "calibration_id": res.calibration_id,
+        "layout": res.layout,
+        "noise_estimate": res.noise_estimate,
         "job_ids": " ".join(res.job_ids),
         "seconds": round(res.seconds, 3),
         "global_test_accuracy": acc,
@@ -412,6 +427,21 @@ def _quiet_logs_under(bar: bool) -> Iterator[None]:
 
     with logging_redirect_tqdm(loggers=[logging.getLogger("qflhw")]):
         yield
+
+
+def _missed_deadline(spec: JobSpec, plan: scheduling.RoundPlan | None, round_: int) -> list[ClientResult]:
+    """Reports for the sampled clients the uplink deadline kept out of ``round_`` (they did not train)."""
+    if plan is None or spec.scheduling is None:
+        return []
+    out = []
+    for j, k in enumerate(plan.candidates):
+        if k not in plan.selected:
+            c = spec.clients[k]
+            out.append(ClientResult(
+                client=c.name, device=c.device, round=round_, params=None, num_samples=0,
+                error=f"unscheduled: upload {plan.upload_s[j]:.3g} s > deadline_s {spec.scheduling.deadline_s:g}",
+            ))
+    return out
 
 
 def _progress(total: int, done: int, *, enabled: bool) -> Callable[[int, float], None]:

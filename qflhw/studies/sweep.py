@@ -31,6 +31,7 @@ import shutil
 import sys
 import time
 import traceback
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SWEEPABLE_HELP = (
     "sweepable: seed, rounds, client_fraction, data.<field>, model.<field>, training.<field>, "
     "aggregation.<field>, budget.<field>, evaluation.<field>, personalization.<field>, privacy.<field>, "
-    "clients.<field>, clients.<name>.<field>, client_set"
+    "scheduling.<field>, clients.<field>, clients.<name>.<field>, client_set"
 )
 
 
@@ -198,6 +199,10 @@ def _check_key(key: str, base: JobSpec, sets: dict[str, list], source: str) -> N
         if field is None or (i == 0 and part in _NOT_SWEEPABLE):
             raise ConfigError(bad + f"is not a spec setting; {_SWEEPABLE_HELP}")
         ann = field.annotation
+        # an optional table ([scheduling]: SchedulingSpec | None) is swept like the table itself
+        tables = [t for t in typing.get_args(ann) if isinstance(t, type) and issubclass(t, BaseModel)]
+        if tables and type(None) in typing.get_args(ann):
+            ann = tables[0]
         last = i == len(parts) - 1
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if last:
@@ -240,7 +245,9 @@ def _apply(raw: dict[str, Any], values: dict[str, Any], sets: dict[str, list]) -
 
 
 def _calibration_ref(client: dict[str, Any], value: Any) -> Any:
-    """A bare date is the snapshot of that date of the device the client's profile twins."""
+    """A bare date is the snapshot of that date of the device the client's profile twins (in a list too)."""
+    if isinstance(value, list):
+        return [_calibration_ref(client, v) for v in value]
     if not (isinstance(value, str) and _DATE.match(value)):
         return value
     from qflhw.config.profiles import load_profile
@@ -253,18 +260,20 @@ def _calibration_ref(client: dict[str, Any], value: Any) -> Any:
 def _check_resources(cells: list[Cell], source: str) -> None:
     """Every device profile and calibration snapshot a cell names exists (before any cell runs)."""
     from qflhw.calibration import snapshot
+    from qflhw.calibration.drift import expand_refs
     from qflhw.config.profiles import load_profile
 
-    seen: set[tuple[str, str | None]] = set()
+    seen: set[tuple[str, tuple[str, ...]]] = set()
     for cell in cells:
         for c in cell.spec.clients:
-            if (c.device, c.calibration) in seen:
+            refs = tuple(c.calibration_refs)
+            if (c.device, refs) in seen:
                 continue
-            seen.add((c.device, c.calibration))
+            seen.add((c.device, refs))
             try:
                 load_profile(c.device)
-                if c.calibration:
-                    path = snapshot.resolve(c.calibration)
+                for ref in expand_refs(refs):
+                    path = snapshot.resolve(ref)
                     if not path.is_file():
                         raise ConfigError(f"no calibration file {path}")
             except ConfigError as err:
@@ -413,6 +422,7 @@ def report_study(study: Study, out: Path) -> tuple[str, list[str]]:
 ROW_FIELDS = [
     "seed", "aggregation", "partition", "client", "device", "calibration", "noise_scale",
     "round", "status", "num_samples", "steps", "loss", "shots", "esp", "variance", "calibration_id",
+    "layout", "noise_estimate", "weight", "suppression", "decision", "sum_rate_bps", "latency_s",
     "global_test_accuracy", "global_test_loss", "error",
     "client_test_accuracy", "client_test_auroc", "client_test_aupr",
     "personal_test_accuracy", "personal_test_auroc", "personal_test_aupr", "dp_epsilon",
@@ -436,7 +446,7 @@ def tidy_rows(study: Study, out: Path) -> list[dict[str, Any]]:
                     seed=cell.spec.seed,
                     aggregation=cell.spec.aggregation.method,
                     partition=cell.spec.data.partition,
-                    calibration=c.calibration or "",
+                    calibration=" ".join(c.calibration_refs),
                     noise_scale=c.noise_scale,
                 )
                 for f in ROW_FIELDS:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from qflhw._util import stable_seed
+from qflhw.calibration.drift import CalibrationSchedule
 from qflhw.circuits.ansatz import ModelCircuit
 from qflhw.config.spec import ClientSpec, JobSpec
 from qflhw.devices.base import Device, JobKey
@@ -23,10 +24,12 @@ from qflhw.execution.evaluator import CircuitEvaluator, Runner, direct_runner
 from qflhw.execution.mitigation import make_mitigation
 from qflhw.execution.mitigation.base import Technique
 from qflhw.execution.shots import AdaptiveShots
+from qflhw.training import lr_schedule
 from qflhw.training.classical import ClassicalModel, Model, make_model
 from qflhw.training.fedprox import proximal_term
 from qflhw.training.heads import make_loss
 from qflhw.training.local_eval import ClientEval, evaluate_client
+from qflhw.training.noise import estimate_noise
 from qflhw.training.personalization import PersonalState
 from qflhw.training.privacy import PrivacyPlan, make_release
 
@@ -46,6 +49,8 @@ class ClientResult:
     esp: float = 1.0
     variance: float = 0.0
     calibration_id: str = ""
+    layout: str = ""  # physical qubit measured for each logical qubit, this round (space separated)
+    noise_estimate: float = float("nan")  # the client's own noise level this round (qflhw.training.noise)
     job_ids: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
@@ -71,6 +76,7 @@ class Client:
         mitigation: Technique | None = None,
         test_rows: tuple[np.ndarray, np.ndarray] | None = None,
         privacy: PrivacyPlan | None = None,
+        calibrations: CalibrationSchedule | None = None,
     ):
         self.spec = spec
         self.job = job
@@ -79,8 +85,14 @@ class Client:
         self.y = np.asarray(y_train, dtype=int)
         self.run_id = run_id
         shots = job.client_setting(spec, "shots")
+        self._own_mitigation = mitigation is None  # built from the calibration, so rebuilt when it changes
         if mitigation is None:  # an explicit object overrides the spec (tests, custom techniques)
             mitigation = make_mitigation(job.client_mitigation(spec), device.calibration)
+        self.calibrations = calibrations if calibrations is not None and calibrations.changes else None
+        if self.calibrations is not None and self.calibrations.at(0).id != device.calibration.id:
+            device.set_calibration(self.calibrations.at(0))
+            if self._own_mitigation:
+                mitigation = make_mitigation(job.client_mitigation(spec), device.calibration)
         adaptive = _adaptive_shots(job, spec, device, observables, shots)
         self.evaluator = CircuitEvaluator(
             device,
@@ -109,6 +121,7 @@ class Client:
         lr = job.client_setting(spec, "learning_rate")
         opt = torch.optim.Adam if job.training.optimizer == "adam" else torch.optim.SGD
         self.optimizer = opt(self.model.parameters(), lr=lr)
+        self.scheduler = lr_schedule.make_scheduler(self.optimizer, job.training.lr_schedule)
         self.batch_size = job.client_setting(spec, "batch_size")
         self.local_epochs = job.client_setting(spec, "local_epochs")
         self.stopped: str | None = None  # set when the budget ran out: the client stays out
@@ -122,9 +135,25 @@ class Client:
         """ESP of the client's compiled circuit (1 for the classical model, which runs no circuit)."""
         return 1.0 if isinstance(self.model, ClassicalModel) else self.evaluator.transpiled.esp
 
+    def follow_calibration(self, round_: int) -> bool:
+        """Put the device on its calibration of ``round_`` and re-transpile if it changed.
+
+        Returns whether it changed. The noise-aware layout may move, and ESP, mitigation variants
+        and circuit durations follow the new snapshot."""
+        if self.calibrations is None:
+            return False
+        cal = self.calibrations.at(round_)
+        if cal.id == self.device.calibration.id:
+            return False
+        self.device.set_calibration(cal)
+        mitigation = make_mitigation(self.job.client_mitigation(self.spec), cal) if self._own_mitigation else self.evaluator.mitigation
+        self.evaluator.retarget(mitigation)
+        return True
+
     def train_round(self, global_params: np.ndarray, round_: int) -> ClientResult:
         """Local training from the global parameters; never raises for device or budget trouble."""
         start = time.perf_counter()
+        self.follow_calibration(round_)
         res = ClientResult(
             client=self.name,
             device=self.device.name,
@@ -133,6 +162,7 @@ class Client:
             num_samples=len(self.y),
             esp=self.esp,
             calibration_id=self.device.calibration.id,
+            layout=" ".join(str(q) for q in self.evaluator.transpiled.final_physical),
         )
         if self.stopped:
             res.error = self.stopped
@@ -154,6 +184,7 @@ class Client:
                     loss = self.step(self.model, self.optimizer, idx, key, round_, res, variances, anchor,
                                      self.job.training.proximal_mu)
                     losses.append(loss)
+                    lr_schedule.step(self.scheduler, self.model.parameters())
                     step += 1
             params = self._report(global_params, round_, res, variances, step)
         except BudgetExceeded as err:
@@ -165,6 +196,7 @@ class Client:
         res.seconds = time.perf_counter() - start
         res.loss = float(np.mean(losses)) if losses else float("nan")
         res.variance = float(np.mean(variances)) if variances else 0.0
+        res.noise_estimate = estimate_noise(res.esp, res.variance)
         if res.error is None:
             res.params = params
         return res
@@ -219,13 +251,16 @@ class Client:
     def state(self) -> dict:
         """What the client carries from one round to the next (optimizer moments, random and shot
         states, a budget stop), for checkpoints and for Flower sites that train in a new process."""
-        return {
+        out = {
             "optimizer": self.optimizer.state_dict(),
             "rng": self.evaluator.rng.bit_generator.state,
             "shots": self.evaluator.shot_state(),
             "stopped": self.stopped,
             "personal": self.personal.state(),
         }
+        if self.scheduler is not None:
+            out["lr_schedule"] = self.scheduler.state_dict()
+        return out
 
     def load_state(self, saved: dict) -> None:
         """Continue from :meth:`state`."""
@@ -234,6 +269,8 @@ class Client:
         self.evaluator.restore_shot_state(saved.get("shots"))
         self.stopped = saved["stopped"]
         self.personal.load_state(saved.get("personal"))
+        if self.scheduler is not None and saved.get("lr_schedule") is not None:
+            self.scheduler.load_state_dict(saved["lr_schedule"])
 
 
 def _adaptive_shots(job: JobSpec, spec: ClientSpec, device: Device, observables, shots: int) -> AdaptiveShots | None:  # noqa: ANN001

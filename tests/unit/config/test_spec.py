@@ -80,3 +80,40 @@ def test_names_that_would_break_job_keys_are_one_line_errors(tiny_spec_text, fie
         parse_spec(raw, "job.toml")
     msg = str(info.value)
     assert msg.startswith(f"job.toml: field {field}:") and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (('device = "fake_fez"', 'device = "fake_fez"\ncalibration = []'), "calibration"),
+        (('device = "fake_fez"', 'device = "fake_fez"\n[clients.drift]\nsigma = 0'), "drift.sigma"),
+        (('device = "fake_fez"', 'device = "fake_fez"\n[clients.drift]\nsigma = 0.1\ntau = 3'), "drift.tau"),
+        (("shots = 200", 'shots = 200\n[training.lr_schedule]\nkind = "cosine"'), "training.lr_schedule.kind"),
+        (("shots = 200", "shots = 200\n[training.lr_schedule]\nnegative_scale = -1"), "training.lr_schedule.negative_scale"),
+        (("[training]", '[scheduling]\nmethod = "sca"\n[training]'), "scheduling.method"),
+        (("[training]", "[scheduling]\nmin_power_dbm = 30\n[training]"), "scheduling"),
+        (("[training]", '[aggregation]\nmethod = "spoqfl"\nskip_below = 1.5\n[training]'), "aggregation.skip_below"),
+    ],
+)
+def test_new_tables_name_file_and_field(tmp_path, tiny_spec_text, change, field):
+    path = _write(tmp_path, tiny_spec_text.replace(*change, 1))
+    with pytest.raises(ConfigError) as err:
+        load_spec(path)
+    msg = str(err.value)
+    assert str(path) in msg and field in msg and "\n" not in msg
+
+
+def test_new_tables_default_off(tiny_spec):
+    """Specs written before drift, SpoQFL, LR schedules and scheduling mean what they meant."""
+    spec = load_spec(tiny_spec)
+    assert spec.scheduling is None and spec.training.lr_schedule.kind == "constant"
+    assert all(not c.calibration_changes and c.drift is None for c in spec.clients)
+
+
+def test_drift_and_series_are_refused_for_real_qpus(tmp_path, tiny_spec_text):
+    from qflhw.federation.assembly import calibration_schedule
+
+    text = tiny_spec_text.replace('device = "fake_kyiv"', 'device = "ibm_kyiv"\n[clients.drift]\nsigma = 0.2')
+    spec = load_spec(_write(tmp_path, text))
+    with pytest.raises(ConfigError, match="client b: calibration series and \\[clients.drift\\] apply to fake devices only"):
+        calibration_schedule(spec, spec.clients[1])

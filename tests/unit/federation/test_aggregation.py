@@ -17,6 +17,7 @@ from qflhw.federation.aggregation import (
     InverseVariance,
     Median,
     NoiseAwareESP,
+    SpoQFL,
     Sporadic,
     TrimmedMean,
     WeightedAggregator,
@@ -87,6 +88,33 @@ def test_sporadic_scale_damps_noisy_deltas():
     np.testing.assert_allclose(agg.aggregate(updates, current), expected)
 
 
+def test_spoqfl_suppresses_by_its_own_noise_estimate_and_skips_below_the_threshold():
+    current = np.ones(3)
+    updates = [
+        _u("quiet", W0, 1, noise_estimate=0.1),
+        _u("noisy", W1, 3, noise_estimate=0.5),
+        _u("esp-only", ZERO, 2, esp=0.4),  # no estimate: xi = 1 - esp = 0.6
+    ]
+    agg = SpoQFL(gamma=2.0, skip_below=0.35)
+    s = np.exp(-2.0 * np.array([0.1, 0.5, 0.6]))  # 0.819, 0.368, 0.301: the last one is skipped
+    np.testing.assert_allclose(agg.suppression(updates), s)
+    np.testing.assert_allclose(agg.weights(updates), [0.25, 0.75, 0.0])  # FedAvg over the clients kept
+    expected = current + 0.25 * s[0] * (W0 - current) + 0.75 * s[1] * (W1 - current)
+    np.testing.assert_allclose(agg.aggregate(updates, current), expected)
+    rows = agg.decisions(updates)
+    assert [r["decision"] for r in rows] == ["scaled", "scaled", "skipped"]
+    np.testing.assert_allclose([r["weight"] for r in rows], [0.25 * s[0], 0.75 * s[1], 0.0])
+    np.testing.assert_allclose([r["suppression"] for r in rows], s)
+    with pytest.raises(InvalidUpdate, match="noise_estimate=-1"):
+        _u("bad", W0, 1, noise_estimate=-1.0)
+
+
+def test_decisions_report_each_clients_weight():
+    updates = [_u("a", W0, 1, esp=0.5), _u("b", W1, 3, esp=1.0)]
+    np.testing.assert_allclose([r["weight"] for r in NoiseAwareESP().decisions(updates)], [0.5 / 3.5, 3 / 3.5])
+    assert [r["weight"] for r in Median().decisions(updates)] == ["", ""]  # no weighted mean to report
+
+
 def test_everyone_skipped_keeps_current():
     current = np.array([0.3, 0.2, 0.1])
     updates = [_u("a", W0, noise=0.9), _u("b", W1, noise=0.8)]
@@ -128,7 +156,7 @@ def test_bad_metadata_rejected(meta, match):
 
 
 def test_registry():
-    assert set(AGGREGATORS) == {"fedavg", "noise-aware", "inverse-variance", "median", "trimmed-mean", "sporadic"}
+    assert set(AGGREGATORS) == {"fedavg", "noise-aware", "inverse-variance", "median", "trimmed-mean", "sporadic", "spoqfl"}
     assert set(AGGREGATORS) == set(AGGREGATION_METHODS)  # the spec's vocabulary, declared once
     assert make_aggregator("trimmed-mean", trim_fraction=0.25) == TrimmedMean(0.25)
     assert make_aggregator("sporadic", threshold=0.2, mode="scale") == Sporadic(0.2, "scale")
@@ -155,6 +183,8 @@ ALL = [
     TrimmedMean(0.2),
     Sporadic(0.3, "skip"),
     Sporadic(0.3, "scale"),
+    SpoQFL(1.0, 0.3),
+    SpoQFL(3.0, 0.5),
 ]
 WEIGHTED = [a for a in ALL if isinstance(a, WeightedAggregator)]
 FLOATS = st.floats(-10, 10, allow_nan=False)
@@ -243,3 +273,5 @@ def test_sporadic_defaults_are_the_specs():
     """One default for the sporadic rule, whether built from a spec or from Python."""
     spec = AggregationSpec(method="sporadic")
     assert Sporadic() == Sporadic(spec.threshold, spec.mode) == from_spec(spec)
+    spec = AggregationSpec(method="spoqfl", gamma=1.5, skip_below=0.1)
+    assert from_spec(spec) == SpoQFL(1.5, 0.1) and SpoQFL() == from_spec(AggregationSpec(method="spoqfl"))
