@@ -208,12 +208,12 @@ class ClientSpec(_Strict):
 
 
 #: What ``qflhw plan`` searches by default (each a ``[plan]`` key that narrows or widens it).
-PLAN_GRADIENTS: tuple[str, ...] = get_args(GradientMethod)
+PLAN_GRADIENTS: tuple[GradientMethod, ...] = get_args(GradientMethod)
 PLAN_SHOTS: tuple[int, ...] = (10, 30, 100, 300, 1000)
 PLAN_BATCH_SIZES: tuple[int, ...] = (8, 16, 64)
 PLAN_LOCAL_EPOCHS: tuple[int, ...] = (1, 2)
 PLAN_CLIENT_FRACTIONS: tuple[float, ...] = (1.0, 0.5)
-PLAN_MITIGATIONS: tuple[str, ...] = get_args(MitigationMethod)
+PLAN_MITIGATIONS: tuple[MitigationMethod, ...] = get_args(MitigationMethod)
 
 
 class PlanSpec(_Strict):
