@@ -196,6 +196,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 0
     summary = summary_of(st)
     print(summary_table(summary, st.planned_rounds))
+    from qflhw.federation.bill import bill_rows, format_bill, has_bill, run_waits
+
+    if has_bill(summary):  # a paid or emulated device: what was estimated against what was reported
+        emulated = [n for n, c in summary["clients"].items() if c.get("emulated")]
+        print(format_bill(bill_rows(summary, run_waits(run)), emulated))
     png = run / "learning_curve.png"
     if st.finished or not png.is_file():  # a live run redraws its own after every round
         plot_learning_curve(png, st.metrics, str(summary["run_id"]))
