@@ -245,6 +245,10 @@ class PlanSpec(_Strict):
     )
     seeds: int = Field(default=3, ge=2, le=20, description="rehearsal seeds of each finalist (the spread)")
     finalists: int = Field(default=4, ge=1, le=50, description="settings rehearsed with every seed after one-seed screening")
+    screen: int = Field(
+        default=40, ge=1, le=1000,
+        description="most settings rehearsed with one seed (after dropping those another affords with more shots)",
+    )
 
     @field_validator("shots", "batch_sizes", "local_epochs")
     @classmethod

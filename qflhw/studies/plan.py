@@ -513,6 +513,20 @@ def choose(front: Sequence[Candidate], budget: Decimal, target: float | None) ->
     return top, False, top
 
 
+def screen(rounds_of: dict[Setting, int], most: int) -> list[Setting]:
+    """The settings worth a rehearsal: drop one when a setting equal but for more shots affords at
+    least as many rounds (more shots and rounds do not hurt), then keep the ``most`` with the most
+    optimizer steps (rounds x steps per round; ties: more shots, parameter shift first)."""
+    def family(s: Setting) -> tuple:
+        return (s.gradient, s.adaptive, s.batch_size, s.local_epochs, s.client_fraction, s.devices)
+
+    kept = [s for s in rounds_of if not any(
+        family(o) == family(s) and o.shots > s.shots and rounds_of[o] >= rounds_of[s] for o in rounds_of)]
+    steps = {s: rounds_of[s] * s.local_epochs / s.batch_size for s in kept}  # per training row: comparable across clients
+    kept.sort(key=lambda s: (-steps[s], -s.shots, s.gradient != "parameter-shift", s.label()))
+    return kept[:most]
+
+
 def price_all(spec: JobSpec, plan: PlanSpec, budget: Decimal, *, options: list[list[DeviceOption]] | None = None,
               calibration: ModelCalibration | None = None,
               mitigation: Callable[[int, int, int], str] | None = None) -> tuple[list[Candidate], Pricer]:
@@ -583,6 +597,11 @@ def make_plan(
             return results
 
         rounds_of = {s: max(c.rounds for c in cs) for s, cs in by_setting.items()}
+        kept = screen(rounds_of, plan.screen)
+        if len(kept) < len(by_setting):
+            log(f"plan {spec.name}: {len(by_setting) - len(kept)} settings left out: another affords as many rounds "
+                f"with more shots, or past the {plan.screen} with the most optimizer steps")
+            by_setting = {s: by_setting[s] for s in kept}
         first = run(list(by_setting), seeds[:1], rounds_of)
         score: dict[Setting, float] = {}
         for s, cs in by_setting.items():
