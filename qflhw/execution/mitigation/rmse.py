@@ -1,4 +1,4 @@
-"""Does mitigation pay at the shots you can afford? The RMSE of each method at equal total shots.
+"""The RMSE of each mitigation method at equal total shots: does mitigation pay at the shots you can afford.
 
 Mitigation trades bias for shot noise: readout correction (REM) divides each parity by
 ``P(0|0) + P(1|1) - 1`` and so amplifies its variance; zero-noise extrapolation (ZNE) spends the

@@ -286,3 +286,19 @@ def test_plan_spread_holds_for_three_fresh_seeds(tmp_path, capsys):
     again = make_plan(*load_plan_spec(spec_path), 25, workers=1, cache=tmp_path / "c")
     assert again.rehearsals == 0 and again.cache_hits > 0 and again.best is not None
     assert again.best.mean == pytest.approx(best["accuracy_mean"], abs=1e-4)
+
+
+def test_an_unreachable_target_is_said_and_the_closest_shown(tmp_path):
+    from qflhw.federation.bill import ModelCalibration
+    from qflhw.studies.plan import PlanResult, format_plan
+
+    spec, plan = _load(LIVE, tmp_path)
+    a, c = _cand("5", [0.6, 0.62, 0.61]), _cand("50", [0.9, 0.91, 0.92])
+    a.setting = c.setting = Setting("spsa", 10, False, 8, 1, 1.0, (0, 0), ("none", "none"))
+    best, reached, closest = choose([a, c], Decimal(10), 0.85)
+    res = PlanResult(spec, Decimal(10), 0.85, device_options(spec, plan), [a, c], best, reached, closest, 2, 1, 0, 0, 0.0,
+                     Decimal(5), ModelCalibration())
+    text = format_plan(res)
+    assert "no plan within $10 is predicted to reach accuracy 0.85" in text and "closest (*) reaches 0.610" in text
+    assert "reaching it would take $50.00" in text and "(over budget)" in text
+    assert main(["plan", str(tmp_path / "spec.toml"), "--budget-usd", "0.01", "--no-cache", "--workers", "1"]) == 1
