@@ -8,11 +8,15 @@ value from qiskit's Statevector of the *logical* circuit (independent of qflhw's
 1. Exact-expectation mode (no shot noise): median |value - ideal| over bindings x observables,
    unmitigated vs ZNE+REM (Mitiq folding and extrapolation, Mitiq REM with the snapshot's
    confusion matrices). ``error_reduction`` is the pooled median ratio.
-2. Fixed total shots per binding (``--shots``): the unmitigated circuit gets them all; ZNE+REM
-   splits them over its scale factors (uniform, and variance-weighted from a pilot run). Over
-   ``--repeats`` independent jobs: median |bias|, median variance and RMSE.
+2. Equal total shots per binding (``--budgets``, default 300, 3000, 30000): unmitigated, REM,
+   ZNE and ZNE+REM each get the same shots per binding (ZNE splits them evenly over its scale
+   factors). Over ``--repeats`` independent sampled jobs: median |bias|, median variance and the
+   RMSE against the ideal value, next to the RMSE predicted by
+   :mod:`qflhw.execution.mitigation.rmse` (exact-mode bias + per-shot variance), the model
+   ``qflhw plan`` uses to turn mitigation on only where it pays. The variance-weighted split of
+   ZNE's shots (``shot_allocation``) is shown as well.
 
-Run: python benchmarks/mitigation_error.py [--bindings 30] [--layers 1] [--folding two-qubit]
+Run: python benchmarks/mitigation_error.py [--bindings 30] [--layers 1] [--folding two-qubit] [--budgets 300,3000,30000]
 The last line is ``error_reduction: <x>``.
 """
 
@@ -26,12 +30,15 @@ import numpy as np
 from qiskit.quantum_info import Statevector
 
 from qflhw.circuits.ansatz import build, z_observables
+from qflhw.config.spec import MitigationSpec
 from qflhw.devices.base import Batch, BatchItem, JobKey
 from qflhw.devices.factory import make_device
-from qflhw.execution.mitigation import REM, ZNE
+from qflhw.execution.mitigation import REM, ZNE, make_mitigation
+from qflhw.execution.mitigation.rmse import best_method, error_models
 from qflhw.execution.shots import allocate
 
 DEVICES = ("fake_torino", "fake_brisbane", "fake_iqm_garnet")
+METHODS = ("none", "rem", "zne", "zne+rem")
 
 
 def ideal_values(model, rows: np.ndarray, observables) -> np.ndarray:  # noqa: ANN001
@@ -51,7 +58,7 @@ def main() -> None:
     ap.add_argument("--folding", default="two-qubit", choices=["two-qubit", "global"])
     ap.add_argument("--extrapolation", default="richardson", choices=["richardson", "linear", "exponential"])
     ap.add_argument("--scale-factors", default="1,3,5")
-    ap.add_argument("--shots", type=int, default=30_000, help="total shots per binding in part 2")
+    ap.add_argument("--budgets", default="300,3000,30000", help="total shots per binding in part 2")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -67,7 +74,9 @@ def main() -> None:
         f"{args.layers} layers; ZNE {args.folding} folding at {scales}, {args.extrapolation}; REM from snapshot"
     )
     raw_err, mit_err = [], []
-    shot_rows = []
+    shot_rows: list[tuple] = []
+    best: dict[tuple[str, int], str] = {}
+    budgets = [int(b) for b in args.budgets.split(",")]
     for name in args.devices.split(","):
         t0 = time.perf_counter()
         dev = make_device(name)
@@ -91,35 +100,46 @@ def main() -> None:
             f"ratio {np.median(e_raw) / np.median(e_mit):.1f}x  ({time.perf_counter() - t0:.1f} s)"
         )
 
-        # Part 2: fixed total shots per binding. Shots per circuit for each scale factor:
-        k = len(variants)
-        uniform = [args.shots // k] * k
+        # Part 2: equal total shots per binding, every method, several budgets; measured vs model.
+        setting = MitigationSpec(scale_factors=scales, extrapolation=args.extrapolation, folding=args.folding, seed=args.seed)
+        models = error_models(dev, model, obs, METHODS, rows=rows, setting=setting, ideal=ideal)
         pilot_var = [float(np.mean(1 - r.values**2)) for r in exact.items]  # per-shot variance of a +-1 outcome
-        weighted = allocate("variance-weighted", args.shots // k, [1] * k, list(prepared.coefficients), pilot_var)
-        for step, (label, alloc) in enumerate((("uniform", uniform), ("variance-weighted", weighted))):
-            est_raw, est_mit = [], []
-            for r in range(args.repeats):
-                it = tuple(BatchItem(v, model.parameters, rows, obs, shots=n) for v, n in zip(variants, alloc))
-                res = dev.run(Batch(it, key=JobKey("mitigation", r, name, step)), shots=args.shots)
-                est_mit.append(prepared.combine(res.items, obs).values)
-                if label == "uniform":
-                    one = dev.run(Batch((BatchItem(tc, model.parameters, rows, obs),), key=JobKey("raw", r, name, 0)), args.shots)
-                    est_raw.append(one.items[0].values)
-            if label == "uniform":
-                shot_rows.append((name, "unmitigated", [args.shots], np.array(est_raw)))
-            shot_rows.append((name, f"zne+rem {label}", alloc, np.array(est_mit)))
+        for budget in budgets:
+            for method in METHODS:
+                tech = make_mitigation(setting.model_copy(update={"method": method}), dev.calibration)
+                prep = tech.prepare(tc) if tech else None
+                var_tc = list(prep.variants) if prep else [tc]
+                allocs = [("uniform", [budget // len(var_tc)] * len(var_tc))]
+                if method == "zne+rem":
+                    allocs.append(("variance-weighted", list(allocate(
+                        "variance-weighted", budget // len(var_tc), [1] * len(var_tc), list(prep.coefficients), pilot_var))))
+                for label, alloc in allocs:
+                    est = []
+                    for r in range(args.repeats):
+                        it = tuple(BatchItem(v, model.parameters, rows, obs, shots=n) for v, n in zip(var_tc, alloc))
+                        res = dev.run(Batch(it, key=JobKey(f"mit-{method}-{label}", r, name, budget)), shots=max(alloc))
+                        est.append(prep.combine(res.items, obs).values if prep else res.items[0].values)
+                    predicted = models[method].rmse(budget) if label == "uniform" else float("nan")
+                    shot_rows.append((name, budget, method + ("" if label == "uniform" else f" {label}"), alloc,
+                                      np.array(est), predicted))
+            best[(name, budget)] = best_method(models, budget)
 
     raw_all, mit_all = np.concatenate(raw_err), np.concatenate(mit_err)
     print(f"all devices: median |error| unmitigated {np.median(raw_all):.4f}  zne+rem {np.median(mit_all):.4f}")
-    print(f"\nfixed budget: {args.shots} shots per binding, {args.repeats} repeats (bias/variance over repeats)")
-    for name, label, alloc, est in shot_rows:
+    print(f"\nequal total shots per binding, {args.repeats} repeats each (bias/variance/RMSE over repeats, "
+          "median over bindings x observables; model: exact-mode bias + per-shot variance)")
+    print(f"{'device':18s} {'shots':>6} {'method':28s} {'shots/circuit':>22} {'|bias|':>7} {'var':>9} {'RMSE':>7} {'model':>7}")
+    for name, budget, label, alloc, est, predicted in shot_rows:
         bias = est.mean(axis=0) - ideal
         var = est.var(axis=0, ddof=1)
-        rmse = np.sqrt(np.mean((est - ideal[None]) ** 2, axis=0))
-        print(
-            f"{name:18s} {label:27s} shots/circuit {str(alloc):22s} median |bias| {np.median(np.abs(bias)):.4f}  "
-            f"median var {np.median(var):.2e}  median RMSE {np.median(rmse):.4f}"
-        )
+        rmse = float(np.sqrt(np.mean((est - ideal[None]) ** 2)))
+        print(f"{name:18s} {budget:>6} {label:28s} {str(alloc):>22} {np.median(np.abs(bias)):>7.4f} {np.median(var):>9.2e} "
+              f"{rmse:>7.4f} {predicted:>7.4f}")
+    print("\nlowest RMSE (measured) vs the model's choice at each budget:")
+    for (name, budget), choice in best.items():
+        mine = [r for r in shot_rows if r[0] == name and r[1] == budget and " " not in r[2]]
+        measured = min(mine, key=lambda r: float(np.sqrt(np.mean((r[4] - ideal[None]) ** 2))))[2]
+        print(f"  {name:18s} {budget:>6} shots/binding: measured best {measured:8s} model picks {choice}")
     print(f"error_reduction: {np.median(raw_all) / np.median(mit_all):.2f}")
 
 

@@ -51,6 +51,25 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from qflhw.config.spec import load_plan_spec
+    from qflhw.federation.bill import calibration_from
+    from qflhw.studies.plan import default_cache, format_plan, make_plan, write_plan
+
+    spec, plan = load_plan_spec(args.spec)
+    calibration = calibration_from(args.calibrate_from) if args.calibrate_from else None
+    cache = None if args.no_cache else (Path(args.cache) if args.cache else default_cache(spec))
+    res = make_plan(spec, plan, args.budget_usd, target=args.target_accuracy, workers=args.workers, cache=cache,
+                    calibration=calibration, log=lambda m: print(m, file=sys.stderr, flush=True))
+    written = write_plan(res, Path(args.out)) if args.out and res.best is not None else []
+    print(json.dumps(res.to_dict(), indent=2) if args.json else format_plan(res))
+    if written:
+        print(f"wrote {written[0]} (the plan, on the live devices) and {written[1]} (its twin rehearsal)", file=sys.stderr)
+    elif args.out:
+        print(f"qflhw: nothing written to {args.out}: no plan fits in ${args.budget_usd}", file=sys.stderr)
+    return 0 if res.best is not None and res.reached else 1
+
+
 def _cmd_resume(args: argparse.Namespace) -> int:
     from qflhw.federation.outputs import summary_table
     from qflhw.federation.runs import reopen, run_with_hooks
@@ -188,6 +207,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 0
     summary = summary_of(st)
     print(summary_table(summary, st.planned_rounds))
+    from qflhw.federation.bill import bill_rows, format_bill, has_bill, run_waits
+
+    if has_bill(summary):  # a paid or emulated device: what was estimated against what was reported
+        emulated = [n for n, c in summary["clients"].items() if c.get("emulated")]
+        print(format_bill(bill_rows(summary, run_waits(run)), emulated))
     png = run / "learning_curve.png"
     if st.finished or not png.is_file():  # a live run redraws its own after every round
         plot_learning_curve(png, st.metrics, str(summary["run_id"]))
@@ -259,6 +283,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="job spec (TOML), e.g. jobs/ibm-template.toml")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_estimate)
+
+    p = sub.add_parser("plan", help="the settings that reach the best accuracy within a budget, rehearsed on the twins",
+                       description="Search the settings that move cost (gradient, shots, adaptive shots, batch size, "
+                       "local epochs, rounds, client fraction, mitigation, devices per client from [plan]), price them "
+                       "with the ledger's cost model on the live profiles, rehearse the affordable ones on the fake twins "
+                       "and print the Pareto front of cost and predicted accuracy. Exit 1 when nothing fits or the target "
+                       "is not reached. See docs/planning.md.")
+    p.add_argument("spec", help="job spec (TOML), e.g. jobs/quickstart.toml; its [plan] table narrows the search")
+    p.add_argument("--budget-usd", type=float, required=True, help="most the run may cost (USD)")
+    p.add_argument("--target-accuracy", type=float, help="the cheapest plan predicted to reach it wins (default: the most accurate)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--out", help="write the best plan as a spec on the live devices (and <out>-twins.toml, its rehearsal)")
+    p.add_argument("--calibrate-from", nargs="+", metavar="RUN_DIR",
+                   help="correct prices (reported/estimated per device) and queue waits with earlier runs' records")
+    p.add_argument("--workers", type=int, default=2, help="rehearsal processes (default 2)")
+    p.add_argument("--cache", help="rehearsal cache folder (default <spec.output>/.plan-cache)")
+    p.add_argument("--no-cache", action="store_true", help="rehearse everything again, keep nothing")
+    p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("resume", help="continue a stopped run", description="Continue a stopped run: finished "
                        "rounds are kept, jobs already sent are fetched, not sent again.")

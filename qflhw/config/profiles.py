@@ -49,6 +49,24 @@ class Price(_Strict):
     source: str = ""
 
 
+class QueueFigure(_Strict):
+    """``[queue]``: how long a job waits and runs on the device, offline, with the date it was read.
+
+    ``qflhw plan`` and ``qflhw estimate`` use it for expected wall time; waits measured in earlier
+    runs (``qflhw plan --calibrate-from RUN_DIR``) replace it. Queue waits change by the hour:
+    treat it as an order of magnitude.
+    """
+
+    wait_s: float = Field(ge=0, description="typical wait of one job (task) in the queue before it runs, seconds")
+    pending_jobs: int | None = Field(default=None, ge=0, description="queue depth seen when the figure was read")
+    seconds_per_shot: float = Field(
+        default=0.0, ge=0, description="wall time per shot run, where the cost model has no QPU time (Braket)"
+    )
+    seconds_per_task: float = Field(default=0.0, ge=0, description="fixed run time of one task (Braket)")
+    read: _dt.date = Field(description="date the figure was read or assumed")
+    source: str = Field(default="", description="where it comes from; 'assumed' when no live reading backs it")
+
+
 class IBMRuntimeOptions(_Strict):
     """Error suppression and mitigation done by Qiskit Runtime: an alternative to qflhw's own.
 
@@ -159,6 +177,7 @@ class DeviceProfile(_Strict):
     limits: Limits = Limits()
     price: Price = Price()
     runtime: IBMRuntimeOptions | None = Field(default=None, description="Qiskit Runtime mitigation (ibm only)")
+    queue: QueueFigure | None = Field(default=None, description="queue wait and run time, offline (real QPUs); None: not known")
     emulate: bool = Field(
         default=False,
         description="run offline through the provider's own local mode (IBM: Runtime local testing; Braket: "

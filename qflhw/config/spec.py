@@ -436,6 +436,68 @@ class SchedulingSpec(_Strict):
         return self
 
 
+#: What ``qflhw plan`` searches by default (each a ``[plan]`` key that narrows or widens it).
+PLAN_GRADIENTS: tuple[GradientMethod, ...] = get_args(GradientMethod)
+PLAN_SHOTS: tuple[int, ...] = (10, 30, 100, 300, 1000)
+PLAN_BATCH_SIZES: tuple[int, ...] = (8, 16, 64)
+PLAN_LOCAL_EPOCHS: tuple[int, ...] = (1, 2)
+PLAN_CLIENT_FRACTIONS: tuple[float, ...] = (1.0, 0.5)
+PLAN_MITIGATIONS: tuple[MitigationMethod, ...] = get_args(MitigationMethod)
+
+
+class PlanSpec(_Strict):
+    """``[plan]``: what ``qflhw plan`` may change to fit a run into a budget (``qflhw run`` ignores it).
+
+    Every list is a set of choices searched; the spec's own values are not kept unless listed.
+    ``devices.<client>`` lists the profiles one client may run on (default: its own ``device``);
+    a fake twin stands for the live device it twins, a live profile is rehearsed on its twin.
+    """
+
+    devices: dict[str, list[str]] = Field(
+        default_factory=dict, description="client name -> device profiles it may use (live or twin); default its own"
+    )
+    gradients: list[GradientMethod] = Field(default_factory=lambda: list(PLAN_GRADIENTS), min_length=1)
+    shots: list[int] = Field(default_factory=lambda: list(PLAN_SHOTS), min_length=1, description="shots per circuit to try (>= 1)")
+    adaptive_shots: list[bool] = Field(
+        default_factory=lambda: [False, True], min_length=1,
+        description="iCANS-style shots (parameter shift only), capped at the planned shots so the price is an upper bound",
+    )
+    batch_sizes: list[int] = Field(
+        default_factory=lambda: list(PLAN_BATCH_SIZES), min_length=1, description="above a client's rows: one full batch"
+    )
+    local_epochs: list[int] = Field(default_factory=lambda: list(PLAN_LOCAL_EPOCHS), min_length=1)
+    max_rounds: int = Field(default=8, ge=1, le=100, description="most rounds a plan may have; every count up to it is tried")
+    client_fractions: list[float] = Field(default_factory=lambda: list(PLAN_CLIENT_FRACTIONS), min_length=1)
+    mitigation: list[MitigationMethod] = Field(
+        default_factory=lambda: list(PLAN_MITIGATIONS), min_length=1,
+        description="methods a client may get; per client and shots the one with the lowest predicted RMSE wins",
+    )
+    seeds: int = Field(default=3, ge=2, le=20, description="rehearsal seeds of each finalist (the spread)")
+    finalists: int = Field(default=4, ge=1, le=50, description="settings rehearsed with every seed after one-seed screening")
+    screen: int = Field(
+        default=40, ge=1, le=1000,
+        description="most settings rehearsed with one seed (after dropping those another affords with more shots)",
+    )
+
+    @field_validator("shots", "batch_sizes", "local_epochs")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(v < 1 for v in value):
+            raise ValueError(f"every value must be >= 1, got {value}")
+        return sorted(set(value))
+
+    @field_validator("client_fractions")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 < v <= 1 for v in value):
+            raise ValueError(f"client fractions must be in (0, 1], got {value}")
+        return sorted(set(value), reverse=True)
+
+
+class _PlanTable(_Strict):
+    plan: PlanSpec
+
+
 class JobSpec(_Strict):
     name: str = Field(default="qfl-run", min_length=1, pattern=NAME_PATTERN, description="letters, digits, _ . - (it names jobs and files)")
     seed: int = 0
@@ -487,12 +549,38 @@ class JobSpec(_Strict):
 
 
 def parse_spec(raw: dict[str, Any], source: str = "<spec>") -> JobSpec:
+    """A validated job spec; a ``[plan]`` table is checked too (:func:`parse_plan`) but is not part of it."""
     if "sweep" in raw:
         raise ConfigError(f"{source}: has a [sweep] table, so it is a study; run it with `qflhw study {source}`")
+    plan = raw.get("plan")
+    raw = {k: v for k, v in raw.items() if k != "plan"}
     try:
-        return JobSpec.model_validate(raw)
+        spec = JobSpec.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(field_error(source, err, "see jobs/quickstart.toml for a valid spec")) from err
+    if plan is not None:
+        parse_plan(plan, spec, source)
+    return spec
+
+
+def parse_plan(raw: Any, spec: JobSpec, source: str = "<spec>") -> PlanSpec:
+    """The ``[plan]`` table of ``spec`` (an empty one: the defaults); its clients must exist."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: plan must be a table, e.g. [plan] shots = [10, 100]")
+    try:
+        plan = _PlanTable.model_validate({"plan": raw}).plan  # errors then name plan.<field>
+    except ValidationError as err:
+        raise ConfigError(field_error(source, err, "see docs/planning.md for the [plan] keys")) from err
+    names = [c.name for c in spec.clients]
+    unknown = sorted(set(plan.devices) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{source}: plan.devices names client {unknown[0]!r}, which is not among the clients ({', '.join(names)}); fix the name"
+        )
+    empty = sorted(k for k, v in plan.devices.items() if not v)
+    if empty:
+        raise ConfigError(f"{source}: plan.devices.{empty[0]} is empty; list at least one device profile")
+    return plan
 
 
 def read_toml(path: str | Path) -> tuple[str, dict[str, Any]]:
@@ -508,6 +596,13 @@ def read_toml(path: str | Path) -> tuple[str, dict[str, Any]]:
         return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from err
+
+
+def load_plan_spec(path: str | Path) -> tuple[JobSpec, PlanSpec]:
+    """A job spec file and its ``[plan]`` table (the defaults when it has none)."""
+    _, raw = read_toml(path)
+    spec = parse_spec(raw, str(path))
+    return spec, parse_plan(raw.get("plan", {}), spec, str(path))
 
 
 def load_spec(path: str | Path) -> JobSpec:

@@ -14,7 +14,7 @@ import pickle
 import re
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from qiskit.circuit import QuantumCircuit
@@ -181,6 +181,8 @@ class Device(abc.ABC):
 
     #: Seconds between state polls while waiting for a job (remote devices set their own).
     poll_interval: float = 0.01
+    #: The provider's queue depth read when a real QPU connected (``devices.remote.QueueReading``); None: not known.
+    queue: Any = None
 
     def __init__(self, profile: DeviceProfile, calibration: Calibration, *, seed: int = 1234):
         self.profile = profile

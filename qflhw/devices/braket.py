@@ -54,6 +54,7 @@ from qflhw.devices.remote import (
     measured_circuit,
     parameter_columns,
     probabilities,
+    read_queue_depth,
     scrub,
     wait_final,
 )
@@ -638,4 +639,13 @@ def connect(
         raise
     except Exception as err:  # noqa: BLE001
         raise classify(err, where) from err
-    return BraketDevice(profile, cal, device=device, seed=seed, store=store)
+    dev = BraketDevice(profile, cal, device=device, seed=seed, store=store)
+    dev.queue = read_queue_depth(lambda: _normal_queue(device.queue_depth()), where)
+    return dev
+
+
+def _normal_queue(info: Any) -> object:
+    """The normal (not Hybrid Jobs priority) quantum-task queue of ``AwsDevice.queue_depth()``."""
+    from braket.aws.queue_information import QueueType
+
+    return info.quantum_tasks.get(QueueType.NORMAL)

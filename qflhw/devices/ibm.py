@@ -56,6 +56,7 @@ from qflhw.devices.remote import (
     parameter_columns,
     placed_circuit,
     probabilities,
+    read_queue_depth,
     scrub,
     wait_final,
 )
@@ -643,4 +644,6 @@ def connect(
         raise
     except Exception as err:  # noqa: BLE001
         raise classify(err, where, fetching=True) from err
-    return IBMDevice(profile, cal, seed=seed, backend=backend, service=service, store=store, max_time=max_time)
+    dev = IBMDevice(profile, cal, seed=seed, backend=backend, service=service, store=store, max_time=max_time)
+    dev.queue = read_queue_depth(lambda: backend.status().pending_jobs, where)  # jobs waiting on the backend now
+    return dev

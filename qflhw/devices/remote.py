@@ -10,6 +10,8 @@
 * :func:`adopt_snapshot`: save a live capture as a dated snapshot (a new file when the day's
   figures changed), or reuse the stored one with the same figures.
 * :func:`scrub`: remove credentials from text before it reaches an exception or a log.
+* :func:`read_queue_depth`: the provider's queue depth at connect time (IBM pending jobs, Braket
+  queue depth), recorded on the device for the run summary and wall-time estimates.
 """
 
 from __future__ import annotations
@@ -293,6 +295,37 @@ def wait_final(status: Callable[[], JobStatus], timeout: float | None, poll: flo
         if timeout is not None and time.monotonic() - start >= timeout:
             raise TransientBackendError(f"{what}: still {state} after {timeout:g} s; waiting again resumes it")
         time.sleep(poll)
+
+
+# ------------------------------------------------------------------------------------ queues
+@dataclass(frozen=True)
+class QueueReading:
+    """The provider's queue depth for a device when a client connected (UTC ISO time)."""
+
+    pending: int  # jobs or tasks waiting; '>4000' (Braket's cap) reads as 4000
+    read: str
+    capped: bool = False  # the provider only said "more than ``pending``"
+
+    def to_dict(self) -> dict:
+        return {"pending": self.pending, "read": self.read, **({"capped": True} if self.capped else {})}
+
+
+def read_queue_depth(ask: Callable[[], object], where: str) -> QueueReading | None:
+    """Ask the provider for the queue depth (``ask`` returns an int or Braket's string, e.g.
+    ``'12'`` or ``'>4000'``); None when it cannot tell. A courtesy: it never fails a connection."""
+    import datetime as _dt
+
+    try:
+        raw = ask()
+    except Exception as err:  # noqa: BLE001 - the depth informs estimates; the run does not need it
+        log.info("%s: queue depth not available (%s)", where, scrub(err))
+        return None
+    text = str(raw).strip()
+    match = re.match(r"^(>?)\s*(\d+)", text)
+    if raw is None or match is None:
+        return None
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return QueueReading(int(match.group(2)), now, capped=bool(match.group(1)))
 
 
 # ------------------------------------------------------------------------------------ snapshots

@@ -102,12 +102,13 @@ class CircuitEvaluator:
     def _circuit_seconds(self, tc: Transpiled | None = None) -> float:
         return circuit_seconds(self.device.calibration, tc or self.transpiled)
 
-    def estimate(self, n_points: int, grad: bool = True) -> Cost:
-        """Cost of one evaluation of ``n_points`` data points (used by `qflhw estimate`)."""
+    def estimate(self, n_points: int, grad: bool = True, shots: int | None | str = "spec") -> Cost:
+        """Cost of one evaluation of ``n_points`` data points (used by `qflhw estimate` and
+        `qflhw plan`); ``shots`` prices other shots per circuit than the client's own."""
         rows = n_points * (self.rows_per_point() if grad else 1)
         circuits = rows * len(self.variants) * len(measurement_bases(self.observables))
         seconds = float(np.mean(self._variant_seconds))  # equal shots per variant
-        return job_cost(self.device.profile, circuits, self.shots, seconds)
+        return job_cost(self.device.profile, circuits, self.shots if shots == "spec" else shots, seconds)  # type: ignore[arg-type]
 
     def _allocate(self, shots: int | None, n_rows: int) -> list[int | None]:
         """Shots per circuit of each variant this step (None: the batch's shots)."""

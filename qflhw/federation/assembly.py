@@ -296,4 +296,6 @@ def describe_client(c: Client) -> dict:
         "depth": t.depth,
         "emulated": bool(getattr(c.device, "emulated", False)),
         "stopped": c.stopped or "",
+        # the provider's queue depth when the client connected (real QPUs only)
+        **({"queue": c.device.queue.to_dict()} if c.device.queue is not None else {}),
     }

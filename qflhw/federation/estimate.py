@@ -15,6 +15,15 @@ and every optimizer step is priced with the same ``job_cost`` the ledger charges
 
 Not included: retries of failed jobs (each is charged again when it happens), adaptive shot
 changes during training, and price changes since the profile's ``price.read`` date.
+
+Expected wall time (:func:`job_seconds`): every job waits in its device's queue (the profile's
+dated ``[queue] wait_s``, or a wait measured in earlier runs) and then runs (IBM: the QPU time
+of the cost model; Braket: ``seconds_per_task`` per task plus ``seconds_per_shot`` per shot). A
+client's steps run one after the other, clients in parallel, rounds one after the other:
+
+    wall = sum over rounds of max over the selected clients of sum over steps of (wait + run).
+
+Fake twins have no queue (0 s: their simulation time is not counted).
 """
 
 from __future__ import annotations
@@ -22,14 +31,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from qflhw.config.profiles import load_profile
+from qflhw.config.profiles import DeviceProfile, load_profile
 from qflhw.config.spec import JobSpec
 from qflhw.execution.budget import Cost, Ledger
-from qflhw.execution.evaluator import direct_runner
+from qflhw.execution.evaluator import CircuitEvaluator, direct_runner
 from qflhw.federation.assembly import Assembly, selected_indices
 from qflhw.training import local_eval
 from qflhw.training.client import Client
 from qflhw.training.privacy import MeasuredRelease
+
+#: Measured queue waits per device profile (seconds per job), e.g. from earlier runs' events.
+Waits = dict[str, float]
 
 
 @dataclass
@@ -43,9 +55,11 @@ class ClientEstimate:
     per_round: Cost
     total: Cost
     calibration_id: str
+    wall_per_round_s: float = 0.0  # queue waits + run time of one round's jobs, one after the other
 
     def to_dict(self) -> dict:
         return {
+            "wall_per_round_s": round(self.wall_per_round_s, 1),
             "client": self.client,
             "profile": self.profile,
             "provider": self.provider,
@@ -64,6 +78,7 @@ class RunEstimate:
     rounds: int
     max_usd: Decimal
     clients: list[ClientEstimate] = field(default_factory=list)
+    wall_seconds: float = 0.0  # expected wall time of the run, queue waits included
 
     @property
     def total(self) -> Cost:
@@ -82,6 +97,7 @@ class RunEstimate:
             "rounds": self.rounds,
             "budget_max_usd": str(self.max_usd),
             "over_budget": self.over_budget,
+            "wall_seconds": round(self.wall_seconds, 1),
             "total": _cost_dict(self.total),
             "clients": [c.to_dict() for c in self.clients],
         }
@@ -105,25 +121,57 @@ def batch_sizes(rows: int, batch_size: int) -> list[int]:
     return [min(batch_size, rows - lo) for lo in range(0, rows, batch_size)]
 
 
-def estimate_spec(spec: JobSpec) -> RunEstimate:
-    """Price every client of ``spec`` for one round and for the run (see the module docstring)."""
+def round_steps(client: Client, shots: int | None | str = "spec") -> list[Cost]:
+    """The priced jobs of one round of ``client``: one per optimizer step (``shots``: other shots
+    per circuit than the client's own), as the run's ledger will charge them."""
+    return step_costs(client.evaluator, len(client.y), client.batch_size, client.local_epochs, shots)
+
+
+def step_costs(evaluator: CircuitEvaluator, rows: int, batch_size: int, local_epochs: int,
+               shots: int | None | str = "spec") -> list[Cost]:
+    """One priced job per step of a round: ``rows`` training rows in batches, ``local_epochs`` times."""
+    return [evaluator.estimate(n, shots=shots) for n in batch_sizes(rows, batch_size) * local_epochs]
+
+
+def job_seconds(profile: DeviceProfile, cost: Cost, waits: Waits | None = None) -> float:
+    """Expected wall time of one priced job on ``profile``: queue wait(s) plus run time (see the module)."""
+    q = profile.queue
+    wait = (waits or {}).get(profile.name, q.wait_s if q else 0.0)
+    if q is None:
+        return wait * cost.tasks
+    run = cost.seconds if cost.seconds > 0 else q.seconds_per_task * cost.tasks + q.seconds_per_shot * cost.shots
+    return wait * cost.tasks + run
+
+
+def run_wall_seconds(spec: JobSpec, per_round: list[float]) -> float:
+    """Wall time of the run from each client's (spec order) wall time per round: rounds in turn,
+    the selected clients of a round in parallel."""
+    return sum(max((per_round[i] for i in selected_indices(spec, r)), default=0.0) for r in range(spec.rounds))
+
+
+def estimate_spec(spec: JobSpec, waits: Waits | None = None) -> RunEstimate:
+    """Price every client of ``spec`` for one round and for the run (see the module docstring);
+    ``waits`` replaces profiles' queue figures with measured ones."""
     assembly = Assembly(spec)
     rounds = selected_rounds(spec)
     out = RunEstimate(spec.name, spec.rounds, Decimal(str(spec.budget.max_usd)))
     for k, cs in enumerate(spec.clients):
         device = assembly.offline_device(k)
         client = assembly.client(k, device, ledger=Ledger(), runner=direct_runner)
-        sizes = batch_sizes(len(client.y), client.batch_size) * client.local_epochs
-        per_round = Cost()
-        for n in sizes if spec.model.kind == "quantum" else []:  # the classical baseline sends no job
-            per_round = per_round + client.evaluator.estimate(n)
-        per_round = per_round + extra_round_cost(client)
+        # the classical baseline sends no training job; evaluation, PQFL and measured privacy may
+        steps = round_steps(client) if spec.model.kind == "quantum" else []
+        extra = extra_round_cost(client)
+        per_round = extra
+        for c in steps:
+            per_round = per_round + c
         total = Cost(per_round.usd * rounds[k], per_round.tasks * rounds[k], per_round.shots * rounds[k],
                      per_round.seconds * rounds[k])
+        wall = sum(job_seconds(device.profile, c, waits) for c in [*steps, extra] if c.tasks)
         out.clients.append(
-            ClientEstimate(cs.name, device.profile.name, device.profile.provider, len(client.y), len(sizes), rounds[k],
-                           per_round, total, device.calibration.id)
+            ClientEstimate(cs.name, device.profile.name, device.profile.provider, len(client.y), len(steps), rounds[k],
+                           per_round, total, device.calibration.id, wall)
         )
+    out.wall_seconds = run_wall_seconds(spec, [c.wall_per_round_s for c in out.clients])
     return out
 
 
@@ -158,7 +206,21 @@ def format_estimate(est: RunEstimate) -> str:
     lines.append(f"{'total':<14} {'':<24} {'':>8} {'':>6} {t.tasks:>7} {t.shots:>10} {'':>11} {_usd(t.usd):>11}  (jobs/shots: whole run)")
     verdict = "OVER" if est.over_budget else "within"
     lines.append(f"budget.max_usd = {_usd(est.max_usd)}: the estimate is {verdict} budget (retries not included)")
+    if est.wall_seconds > 0:
+        lines.append(f"expected wall time {format_duration(est.wall_seconds)} (queue waits: the profiles' dated [queue] "
+                     "figures or measured waits; jobs of a client one after the other)")
     return "\n".join(lines)
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``3.4 h`` or ``2.1 d``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
 
 
 def _usd(x: Decimal) -> str:

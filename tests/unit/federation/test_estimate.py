@@ -177,3 +177,20 @@ def test_runtime_zne_multiplies_the_shots_billed(tmp_path):
     bad.write_text((profile_dir() / "iqm_garnet.toml").read_text() + "\n[runtime]\nresilience_level = 1\n")
     with pytest.raises(ConfigError, match="IBM devices only"):
         load_profile(bad)
+
+
+def test_expected_wall_time_from_the_profiles_queue_figures():
+    """Per job: the dated queue wait, then the run (IBM: the cost model's QPU seconds; Braket:
+    seconds per task and per shot); a client's jobs in turn, clients in parallel, rounds in turn."""
+    est = estimate_spec(_spec())
+    by = {c.client: c for c in est.clients}
+    garnet, torino = load_profile("iqm_garnet").queue, load_profile("ibm_torino").queue
+    assert garnet is not None and torino is not None and garnet.read is not None
+    q = by["q"]  # 2 tasks per round, 540 shots
+    q_round = 2 * garnet.wait_s + 2 * garnet.seconds_per_task + 540 * garnet.seconds_per_shot
+    assert q.wall_per_round_s == pytest.approx(q_round)
+    i = by["i"]
+    assert i.wall_per_round_s == pytest.approx(2 * torino.wait_s + i.per_round.seconds)
+    assert by["f"].wall_per_round_s == 0.0  # a fake twin has no queue
+    assert est.wall_seconds == pytest.approx(3 * max(q_round, i.wall_per_round_s))
+    assert est.to_dict()["wall_seconds"] == round(est.wall_seconds, 1)
