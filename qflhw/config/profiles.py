@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qflhw.config.paths import data_dir
+from qflhw.config.spec import TwinSpec
 from qflhw.errors import ConfigError, field_error
 
 
@@ -87,6 +88,7 @@ class DeviceProfile(_Strict):
     limits: Limits = Limits()
     price: Price = Price()
     runtime: IBMRuntimeOptions | None = Field(default=None, description="Qiskit Runtime mitigation (ibm only)")
+    twin: TwinSpec = Field(default_factory=TwinSpec, description="what the fake twin simulates (fake only)")
     notes: str = ""
 
     @model_validator(mode="after")
@@ -95,6 +97,8 @@ class DeviceProfile(_Strict):
             raise ValueError("a fake profile must name the calibration snapshot it twins")
         if self.runtime is not None and self.provider != "ibm":
             raise ValueError(f"[runtime] options are for IBM devices only, not provider {self.provider!r}; remove them")
+        if "twin" in self.model_fields_set and self.provider != "fake":
+            raise ValueError(f"[twin] options are for fake devices only, not provider {self.provider!r}; remove them")
         return self
 
 

@@ -160,11 +160,11 @@ class Device(abc.ABC):
     them, and ``with make_device(...) as dev:`` closes it on the way out.
     """
 
-    def __init__(self, profile: DeviceProfile, calibration: Calibration, *, seed: int = 1234):
+    def __init__(self, profile: DeviceProfile, calibration: Calibration, *, seed: int = 1234, virtual_rz: bool = True):
         self.profile = profile
         self.calibration = calibration
         self.seed = seed
-        self._transpiled = TranspileCache(calibration, profile.optimization_level, seed)
+        self._transpiled = TranspileCache(calibration, profile.optimization_level, seed, virtual_rz=virtual_rz)
 
     @property
     def name(self) -> str:

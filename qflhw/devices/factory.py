@@ -12,6 +12,7 @@ from pathlib import Path
 from qflhw.calibration import snapshot as _calibration
 from qflhw.calibration.snapshot import Calibration
 from qflhw.config.profiles import DeviceProfile, load_profile
+from qflhw.config.spec import TwinSpec
 from qflhw.devices.base import Batch, Device, JobHandle
 from qflhw.errors import ConfigError
 
@@ -23,17 +24,21 @@ def make_device(
     noise_scale: float = 1.0,
     calibration: str | None = None,
     store: Path | None = None,
+    twin: TwinSpec | None = None,
 ) -> Device:
     """Build the device a profile describes; ``calibration`` overrides the profile's snapshot.
 
     ``store`` is where a fake device keeps its jobs (so a resumed run can fetch them), and a
-    real one its job layouts. Real QPUs (``ibm``, ``braket``) connect here with the SDK's own
+    real one its job layouts. ``twin`` overrides the keys of the profile's ``[twin]`` table it
+    sets (fake devices only). Real QPUs (``ibm``, ``braket``) connect here with the SDK's own
     credentials and transpile against the live calibration, saved as a dated snapshot.
     """
     prof = load_profile(profile) if isinstance(profile, str) else profile
     if prof.provider in ("ibm", "braket"):
         if noise_scale != 1.0:
             raise ConfigError(f"device {prof.name}: noise_scale applies to fake devices only; remove it for a real QPU")
+        if twin is not None:
+            raise ConfigError(f"device {prof.name}: [twin] options apply to fake devices only; remove them for a real QPU")
         if prof.provider == "ibm":
             from qflhw.devices.ibm import connect as connect_ibm
 
@@ -43,7 +48,9 @@ def make_device(
         return connect_braket(prof, seed=seed, calibration=calibration, store=store)
     from qflhw.devices.fake import FakeDevice
 
-    return FakeDevice(prof, offline_calibration(prof, calibration, noise_scale), seed=seed, store=store)
+    return FakeDevice(
+        prof, offline_calibration(prof, calibration, noise_scale), seed=seed, store=store, twin=prof.twin.merged(twin)
+    )
 
 
 class OfflineDevice(Device):
@@ -81,8 +88,15 @@ def offline_calibration(profile: DeviceProfile, override: str | None = None, noi
 
 
 def offline_device(
-    profile: DeviceProfile | str, *, seed: int = 1234, noise_scale: float = 1.0, calibration: str | None = None
+    profile: DeviceProfile | str,
+    *,
+    seed: int = 1234,
+    noise_scale: float = 1.0,
+    calibration: str | None = None,
+    twin: TwinSpec | None = None,
 ) -> OfflineDevice:
-    """The offline stand-in of a profile's device (see :func:`offline_calibration`)."""
+    """The offline stand-in of a profile's device (see :func:`offline_calibration`); a fake
+    device's stand-in compiles as its twin would (``[twin] virtual_rz``)."""
     prof = load_profile(profile) if isinstance(profile, str) else profile
-    return OfflineDevice(prof, offline_calibration(prof, calibration, noise_scale), seed=seed)
+    virtual_rz = prof.twin.merged(twin).virtual_rz if prof.provider == "fake" else True
+    return OfflineDevice(prof, offline_calibration(prof, calibration, noise_scale), seed=seed, virtual_rz=virtual_rz)

@@ -8,6 +8,12 @@ runs identical to uninterrupted ones.
 With a ``store`` folder the fake provider keeps its jobs on disk like a cloud provider does: a
 job exists once its file is written, can be fetched by id or found by idempotency key from
 another process, and ``submissions.log`` is the provider's own count of what it was sent.
+
+What the twin simulates is set by the profile's ``[twin]`` table (and a client's override):
+see :class:`~qflhw.config.spec.TwinSpec` and :mod:`qflhw.devices.simulator`.
+:meth:`FakeDevice.recalibrate` swaps the snapshot the noise comes from, as a drifting device's
+next calibration would, without moving any circuit: hardware keeps a compiled layout until it
+is transpiled again.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ import numpy as np
 from qflhw._util import atomic_write, digest, stable_seed
 from qflhw.calibration.snapshot import Calibration
 from qflhw.config.profiles import DeviceProfile
+from qflhw.config.spec import TwinSpec
 from qflhw.devices.base import Batch, BatchResult, Device, JobKey, JobStatus, pack_result, unpack_result
 from qflhw.devices.simulator import CompactSimulator
-from qflhw.errors import JobFailed
+from qflhw.errors import ConfigError, JobFailed
 
 
 class FakeJob:
@@ -55,14 +62,29 @@ class FakeDevice(Device):
         seed: int = 1234,
         threads: int = 2,
         store: Path | None = None,
+        twin: TwinSpec | None = None,
     ):
-        super().__init__(profile, calibration, seed=seed)
-        self.simulator = CompactSimulator(calibration, threads=threads)
+        self.twin = twin or profile.twin
+        super().__init__(profile, calibration, seed=seed, virtual_rz=self.twin.virtual_rz)
+        self.simulator = CompactSimulator(calibration, threads=threads, twin=self.twin)
         self.submissions = 0  # jobs this object ran (the store's log counts across processes)
         self.store = Path(store) if store else None
         self._jobs: dict[str, FakeJob] = {}
         self._counter = itertools.count()
         self._lock = threading.Lock()
+
+    def recalibrate(self, calibration: Calibration) -> None:
+        """Simulate with ``calibration``'s noise from now on (e.g. a drift model's next snapshot of
+        the same device). Circuits keep the layout they were compiled with; jobs carry the new
+        calibration id, and shot noise is seeded from it."""
+        if calibration.num_qubits != self.calibration.num_qubits:
+            raise ConfigError(
+                f"device {self.name}: a new calibration must describe the same {self.calibration.num_qubits} qubits, "
+                f"got {calibration.num_qubits} ({calibration.device})"
+            )
+        with self._lock:
+            self.calibration = calibration
+            self.simulator.calibration = calibration
 
     def _rng(self, batch: Batch, n: int) -> np.random.Generator:
         salt = str(batch.key) if batch.key else f"#{n}"

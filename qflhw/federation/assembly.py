@@ -116,13 +116,16 @@ class Assembly:
         """Client ``k``'s device as a run uses it (connecting to a real QPU, if it is one)."""
         cs = self.spec.clients[k]
         return make_device(
-            cs.device, seed=device_seed(self.spec, cs), noise_scale=cs.noise_scale, calibration=cs.calibration, store=store
+            cs.device, seed=device_seed(self.spec, cs), noise_scale=cs.noise_scale, calibration=cs.calibration, store=store,
+            twin=cs.twin,
         )
 
     def offline_device(self, k: int) -> Device:
         """Client ``k``'s device on paper: it transpiles like the real one, offline, and never runs."""
         cs = self.spec.clients[k]
-        return offline_device(cs.device, seed=device_seed(self.spec, cs), noise_scale=cs.noise_scale, calibration=cs.calibration)
+        return offline_device(
+            cs.device, seed=device_seed(self.spec, cs), noise_scale=cs.noise_scale, calibration=cs.calibration, twin=cs.twin
+        )
 
     def client(
         self, k: int, device: Device, *, ledger: Ledger, runner: Runner, mitigation: Technique | None = None
