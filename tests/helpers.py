@@ -54,10 +54,8 @@ def esp_by_hand(isa, measured, raw: dict, scale: float = 1.0) -> float:  # noqa:
     t1 = [q["t1"] / scale if q.get("t1") else math.inf for q in qubits]
     t2 = [min(q["t2"] / scale if q.get("t2") else 2 * a, 2 * a) for q, a in zip(qubits, t1)]
     gates = {(g["gate"], tuple(g["qubits"])): (min(g["error"] * scale, max(0.75, g["error"])), g["duration"]) for g in raw["gates"]}
-    readout = [
-        (min(q["prob_meas1_prep0"] * scale, max(0.5, q["prob_meas1_prep0"])) + min(q["prob_meas0_prep1"] * scale, max(0.5, q["prob_meas0_prep1"]))) / 2
-        for q in qubits
-    ]
+    grow = lambda p: min(p * scale, max(0.5, p))  # noqa: E731 - towards the uninformative 0.5
+    readout = [(grow(q["prob_meas1_prep0"]) + grow(q["prob_meas0_prep1"])) / 2 for q in qubits]
     n = len(qubits)
     target = Target(num_qubits=n, dt=raw.get("dt") or 1e-12)
     lib = get_standard_gate_name_mapping()

@@ -116,7 +116,7 @@ def _effective_time(cal: Calibration, qubits: tuple[int, ...], duration: float, 
     """The relaxation time ``tau <= duration`` whose relaxation alone has error ``error``."""
     from scipy.optimize import brentq
 
-    return float(brentq(lambda t: 1 - relaxation_fidelity(cal, qubits, t) - error, 0.0, duration, xtol=1e-20, rtol=4e-16))
+    return float(brentq(lambda t: 1 - relaxation_fidelity(cal, qubits, t) - error, 0.0, duration, xtol=1e-20, rtol=1e-15))
 
 
 def gate_channel(cal: Calibration, name: str, qubits: tuple[int, ...], *, correct: bool = False) -> GateChannel:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
+from qiskit.circuit import Gate
+
 from qflhw.calibration.snapshot import Calibration, GateCalibration, Provenance, QubitCalibration
 from qflhw.errors import CalibrationError
 
@@ -58,8 +60,8 @@ def from_qiskit_backend(
     gates = []
     natives = []
     for op_name in target.operation_names:
-        if op_name in _NOT_GATES:
-            continue
+        if op_name in _NOT_GATES or not isinstance(target.operation_from_name(op_name), Gate):
+            continue  # measure_2 / reset_2 of newer Herons are instructions, not gates
         natives.append(op_name)
         for qargs, ip in target[op_name].items():
             if qargs is None or ip is None:

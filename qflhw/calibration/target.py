@@ -78,10 +78,12 @@ def to_target(
     gates: Collection[str] | None = None,
     *,
     virtual_rz: bool = True,
+    broken_gates: bool = False,
 ) -> Target:
     """The qiskit Target of a snapshot (module docstring), optionally restricted (and
     re-indexed) to ``qubits`` and to the native ``gates`` named (measurement and delay are
-    always kept)."""
+    always kept). ``broken_gates`` keeps gates calibrated with error 1 (for a device that has
+    nothing else, like FakeKyoto, whose every ECR reports 1.0)."""
     keep = list(range(cal.num_qubits)) if qubits is None else list(qubits)
     index = {q: i for i, q in enumerate(keep)}
     qprops = [
@@ -98,7 +100,8 @@ def to_target(
     lib = gate_library()
     by_gate: dict[str, dict[tuple[int, ...], InstructionProperties]] = {}
     for g in cal.gates:
-        if all(q in index for q in g.qubits) and cal.usable(g):
+        usable = cal.usable(g) or (broken_gates and g.operational and all(cal.qubits[q].operational for q in g.qubits))
+        if all(q in index for q in g.qubits) and usable:
             by_gate.setdefault(g.gate, {})[tuple(index[q] for q in g.qubits)] = InstructionProperties(
                 duration=g.duration, error=g.error
             )

@@ -11,7 +11,8 @@ translation; level 3 by default). What QFL needs on top:
   :meth:`~qflhw.calibration.snapshot.Calibration.readout_outliers`), the circuit is compiled
   again on the Target without the outliers, and that layout is used when one exists. Which
   physical qubit holds logical qubit ``i`` at the end is read from the measurement into clbit
-  ``i``: that is what the hardware reads.
+  ``i``: that is what the hardware reads. Gates calibrated with error 1 are used only when no
+  region without them holds the circuit (FakeKyoto reports 1.0 for every ECR).
 * The physical qubits used, a compact copy of the circuit on only those qubits (for fast
   simulation), and where each logical qubit ends up.
 * The **estimated success probability** (ESP) of the compiled circuit as the hardware runs it:
@@ -189,7 +190,11 @@ def transpile_for(
             f"has only {len(calibration.operational_qubits)} operational ones; use fewer qubits or another device"
         )
     target = target or to_target(calibration, virtual_rz=virtual_rz)
-    chosen = _compile(circuit, target, optimization_level, seed, "readout-aware")
+    try:
+        chosen = _compile(circuit, target, optimization_level, seed, "readout-aware")
+    except TranspilerError:  # no region of usable couplers holds the circuit: use the broken ones too
+        target = to_target(calibration, virtual_rz=virtual_rz, broken_gates=True)
+        chosen = _compile(circuit, target, optimization_level, seed, "broken gates used (nothing else holds the circuit)")
     outliers = set(calibration.readout_outliers(READOUT_OUTLIER))
     avoided: tuple[int, ...] = ()
     if outliers & set(chosen.measured):
@@ -198,7 +203,8 @@ def transpile_for(
         fewer = calibration.model_copy(update={"qubits": qubits})
         if len(fewer.operational_qubits) >= circuit.num_qubits:
             try:
-                chosen = _compile(circuit, to_target(fewer, virtual_rz=virtual_rz), optimization_level, seed, "readout outliers avoided")
+                fewer_target = to_target(fewer, virtual_rz=virtual_rz, broken_gates="broken" in chosen.layout)
+                chosen = _compile(circuit, fewer_target, optimization_level, seed, "readout outliers avoided")
             except TranspilerError:  # the device without them cannot hold the circuit: keep the first layout
                 pass
     isa = chosen.isa
@@ -207,7 +213,9 @@ def transpile_for(
     physical = tuple(sorted(used | set(final)))
     compact = compact_circuit(isa, physical)
     positions = tuple(physical.index(p) for p in final)
-    schedule = schedule_alap(measured_compact(compact, positions), to_target(calibration, physical, virtual_rz=virtual_rz))
+    # durations of every gate the circuit holds (broken ones included, should it use them)
+    durations = to_target(calibration, physical, virtual_rz=virtual_rz, broken_gates=True)
+    schedule = schedule_alap(measured_compact(compact, positions), durations)
     esp = estimated_success_probability(schedule, ChannelTable.of(calibration), physical)
     return Transpiled(
         logical=circuit,
@@ -232,13 +240,20 @@ def transpile_for(
 
 
 def compact_circuit(isa: QuantumCircuit, physical: tuple[int, ...]) -> QuantumCircuit:
-    """``isa`` re-indexed onto ``len(physical)`` qubits (physical[i] -> i), dropping idle qubits."""
+    """``isa`` re-indexed onto ``len(physical)`` qubits (physical[i] -> i), dropping idle qubits
+    and delays; barriers stay (on the qubits kept), since the hardware schedules around them."""
     index = {p: i for i, p in enumerate(physical)}
     out = QuantumCircuit(len(physical), name=isa.name, global_phase=isa.global_phase)
     for ci in isa.data:
-        if ci.operation.name in _SKIP:
+        qubits = [isa.find_bit(q).index for q in ci.qubits]
+        if ci.operation.name == "delay":
             continue
-        out.append(ci.operation, [index[isa.find_bit(q).index] for q in ci.qubits])
+        if ci.operation.name == "barrier":
+            kept = [index[q] for q in qubits if q in index]
+            if kept:
+                out.barrier(*kept)
+            continue
+        out.append(ci.operation, [index[q] for q in qubits])
     return out
 
 

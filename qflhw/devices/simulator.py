@@ -61,7 +61,7 @@ class CompactSimulator:
 
     def schedule(self, tc: Transpiled, basis: str) -> Schedule:
         """The measured circuit of ``tc`` in ``basis`` on its compact qubits, scheduled ALAP."""
-        target = to_target(self.calibration, tc.physical_qubits, virtual_rz=self.twin.virtual_rz)
+        target = to_target(self.calibration, tc.physical_qubits, virtual_rz=self.twin.virtual_rz, broken_gates=True)
         rot = basis_rotation(basis, target, tc.compact.num_qubits, tc.final_positions)
         return schedule_alap(measured_compact(tc.compact, tc.final_positions, rot), target)
 

@@ -89,10 +89,12 @@ def scheduled_probabilities(
     *,
     readout: Callable[[int], tuple[float, float]] | None = None,
     noise_model=None,  # noqa: ANN001 - replaces from_backend's noise model (e.g. with extra terms)
+    unknown_to_aer: Callable | None = None,
 ) -> np.ndarray:
     """Reference outcome probabilities ``(B, 2^m)`` (bit j = logical qubit j) of ``circuit`` (a
     full-device ISA circuit without measurements) measured on ``measured`` (physical qubits),
-    simulated on the backend restricted to ``physical``."""
+    simulated on the backend restricted to ``physical``. ``unknown_to_aer`` replaces, after
+    scheduling, an instruction Aer cannot run (returns it unchanged otherwise)."""
     from qiskit_aer import AerSimulator
 
     rb = restricted_backend(backend, physical)
@@ -106,7 +108,8 @@ def scheduled_probabilities(
     out = sched.copy_empty_like()
     for ci in sched.data:
         if ci.operation.name != "measure":
-            out.append(ci)
+            op = unknown_to_aer(ci.operation) if unknown_to_aer else ci.operation
+            out.append(op, ci.qubits, ci.clbits)
     out.save_probabilities(qubits=[where[p] for p in measured], label="p")
     sim = AerSimulator.from_backend(rb, method="density_matrix")
     if noise_model is not None:
