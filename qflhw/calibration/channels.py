@@ -24,15 +24,22 @@ gate error wins over the coherence times, and the channel reproduces the calibra
 **Idle channel.** ``thermal_relaxation_error(T1, T2, t)`` for ``t`` seconds of idling: the channel
 Aer's ``RelaxationNoisePass`` puts on a scheduled delay (zero temperature).
 
-Everything is built with qiskit-aer's ``thermal_relaxation_error`` / ``depolarizing_error`` and
-qiskit's ``PTM`` / ``process_fidelity``; fidelities of multi-qubit products use that process
-fidelity multiplies over tensor factors (``F_avg = (d F_pro + 1) / (d + 1)``), so ESP needs no
-superoperators at all. Matrices are Pauli transfer matrices (real, qubit 0 the least significant
-factor), what :mod:`qflhw.devices.kernel` evolves.
+Matrices are Pauli transfer matrices (real, qubit 0 the least significant factor), what
+:mod:`qflhw.devices.kernel` evolves. Relaxation at zero temperature has the PTM
+
+    r_X' = e^(-t/T2) r_X,   r_Y' = e^(-t/T2) r_Y,   r_Z' = e^(-t/T1) r_Z + (1 - e^(-t/T1)) r_I
+
+(:func:`relaxation_ptm`; ``tests/unit/calibration/test_channels.py`` checks it against qiskit's
+``PTM`` of Aer's ``thermal_relaxation_error``, and the whole channels against Aer's
+``basic_device_gate_errors``), so building one costs microseconds instead of milliseconds; the
+depolarizing part is Aer's ``depolarizing_error``, which is affine in ``p``. Average gate
+fidelities follow from the PTM's trace (``F_avg = (Tr R / d + 1) / (d + 1)``), so ESP needs no
+superoperators either.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections import OrderedDict
@@ -51,39 +58,21 @@ def relaxation_times(cal: Calibration, qubit: int) -> tuple[float, float]:
     return t1, min(t2, 2 * t1)
 
 
-def _relaxation_error(cal: Calibration, qubit: int, seconds: float):  # noqa: ANN202 - an Aer QuantumError
-    from qiskit_aer.noise import thermal_relaxation_error
-
+def relaxation_ptm(cal: Calibration, qubit: int, seconds: float) -> np.ndarray:
+    """The 4x4 PTM of ``qubit`` relaxing for ``seconds`` (module docstring; identity without T1/T2)."""
     t1, t2 = relaxation_times(cal, qubit)
-    return thermal_relaxation_error(t1, t2, seconds)
-
-
-def _process_fidelity_1q(cal: Calibration, qubit: int, seconds: float) -> float:
-    """Process fidelity of one qubit's relaxation for ``seconds`` (1 when it does not relax)."""
-    t1, t2 = relaxation_times(cal, qubit)
-    if not seconds or (t1 == math.inf and t2 == math.inf):
-        return 1.0
-    from qiskit.quantum_info import process_fidelity
-
-    return float(process_fidelity(_relaxation_error(cal, qubit, seconds).to_quantumchannel()))
+    a, b = math.exp(-seconds / t2), math.exp(-seconds / t1)
+    return np.array([[1.0, 0, 0, 0], [0, a, 0, 0], [0, 0, a, 0], [1.0 - b, 0, 0, b]])
 
 
 def _average(f_pro: float, d: int) -> float:
     return (d * f_pro + 1) / (d + 1)
 
 
-def relaxation_fidelity(cal: Calibration, qubits: tuple[int, ...], seconds: float, cache: dict | None = None) -> float:
-    """Average gate fidelity of ``qubits`` all relaxing for ``seconds`` (tensor product);
-    ``cache`` keeps one-qubit process fidelities by (qubit, seconds)."""
-    f_pro = 1.0
-    for q in qubits:
-        if cache is None:
-            f_pro *= _process_fidelity_1q(cal, q, seconds)
-            continue
-        key = (q, seconds)
-        if key not in cache:
-            cache[key] = _process_fidelity_1q(cal, q, seconds)
-        f_pro *= cache[key]
+def relaxation_fidelity(cal: Calibration, qubits: tuple[int, ...], seconds: float) -> float:
+    """Average gate fidelity of ``qubits`` all relaxing for ``seconds`` (tensor product: the
+    process fidelity ``Tr R / d^2`` multiplies over the qubits)."""
+    f_pro = float(np.prod([np.trace(relaxation_ptm(cal, q, seconds)) / 4 for q in qubits]))
     return _average(f_pro, 2 ** len(qubits))
 
 
@@ -127,11 +116,9 @@ def gate_channel(cal: Calibration, name: str, qubits: tuple[int, ...], *, correc
     return _channel(cal, name, qubits, g.error if g else 0.0, g.duration if g else 0.0, correct)
 
 
-def _channel(
-    cal: Calibration, name: str, qubits: tuple[int, ...], error: float, duration: float, correct: bool, cache: dict | None = None
-) -> GateChannel:
+def _channel(cal: Calibration, name: str, qubits: tuple[int, ...], error: float, duration: float, correct: bool) -> GateChannel:
     d = 2 ** len(qubits)
-    f_relax = relaxation_fidelity(cal, qubits, duration, cache)
+    f_relax = relaxation_fidelity(cal, qubits, duration)
     relax_infid = 1 - f_relax
     if error > 0 and error > relax_infid:  # Aer's condition for a depolarizing part
         e = min(error, d / (d + 1))
@@ -161,7 +148,6 @@ class ChannelTable:
         self._gates: dict[tuple[str, tuple[int, ...]], GateChannel] = {}
         self._ptms: dict[tuple, np.ndarray | None] = {}
         self._idle_fid: dict[tuple[int, float], float] = {}
-        self._pf1: dict[tuple[int, float], float] = {}  # one-qubit relaxation process fidelities
         self._lock = threading.RLock()
 
     @classmethod
@@ -187,7 +173,7 @@ class ChannelTable:
 
     def _gate_channel(self, name: str, qubits: tuple[int, ...]) -> GateChannel:
         g = self._index.get((name, qubits))
-        return _channel(self.calibration, name, qubits, g.error if g else 0.0, g.duration if g else 0.0, self.correct, self._pf1)
+        return _channel(self.calibration, name, qubits, g.error if g else 0.0, g.duration if g else 0.0, self.correct)
 
     def idle_fidelity(self, qubit: int, seconds: float) -> float:
         """Average gate fidelity of one qubit idling ``seconds`` (1 for no time)."""
@@ -195,20 +181,18 @@ class ChannelTable:
         with self._lock:
             hit = self._idle_fid.get(key)
             if hit is None:
-                hit = self._idle_fid[key] = relaxation_fidelity(self.calibration, (qubit,), seconds, self._pf1)
+                hit = self._idle_fid[key] = relaxation_fidelity(self.calibration, (qubit,), seconds)
             return hit
 
     # ------------------------------------------------------------------ Pauli transfer matrices
     def _relaxation_ptm(self, qubits: tuple[int, ...], seconds: float) -> np.ndarray | None:
         """PTM of ``qubits`` relaxing for ``seconds`` (qubits[0] least significant), None if none relaxes."""
-        from qiskit.quantum_info import PTM
-
         if not seconds or all(relaxation_times(self.calibration, q) == (math.inf, math.inf) for q in qubits):
             return None
-        out = PTM(_relaxation_error(self.calibration, qubits[0], seconds).to_quantumchannel())
+        out = relaxation_ptm(self.calibration, qubits[0], seconds)
         for q in qubits[1:]:
-            out = out.expand(PTM(_relaxation_error(self.calibration, q, seconds).to_quantumchannel()))
-        return _real(out.data)
+            out = np.kron(relaxation_ptm(self.calibration, q, seconds), out)
+        return out
 
     def gate_ptm(self, name: str, qubits: tuple[int, ...]) -> np.ndarray | None:
         """PTM of the noise after gate ``name`` on ``qubits`` (None: ideal)."""
@@ -220,10 +204,7 @@ class ChannelTable:
         relax = self._relaxation_ptm(ch.qubits, ch.relaxation_time)
         out = relax
         if ch.depolarizing > 0:
-            from qiskit.quantum_info import PTM
-            from qiskit_aer.noise import depolarizing_error
-
-            depol = _real(PTM(depolarizing_error(ch.depolarizing, len(ch.qubits)).to_quantumchannel()).data)
+            depol = (1 - ch.depolarizing) * np.eye(4 ** len(ch.qubits)) + ch.depolarizing * _full_depolarizing(len(ch.qubits))
             out = depol if relax is None else relax @ depol  # D first, then R
         with self._lock:
             self._ptms[key] = out
@@ -256,6 +237,16 @@ def flagged_gates(calibration: Calibration, *, correct: bool = False) -> list[Ga
     """Where this snapshot's calibration cannot be reproduced: gates whose relaxation alone (from
     T1/T2 and the gate duration) is worse than the calibrated gate error (module docstring)."""
     return ChannelTable.of(calibration, correct=correct).flagged()
+
+
+@functools.cache
+def _full_depolarizing(n: int) -> np.ndarray:
+    """PTM of Aer's ``depolarizing_error(1, n)`` (rho -> I/d); ``depolarizing_error(p, n)`` is
+    ``(1 - p) identity + p`` that."""
+    from qiskit.quantum_info import PTM
+    from qiskit_aer.noise import depolarizing_error
+
+    return _real(PTM(depolarizing_error(1.0, n).to_quantumchannel()).data)
 
 
 def _real(data: np.ndarray) -> np.ndarray:

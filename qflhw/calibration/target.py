@@ -162,22 +162,5 @@ def noise_model(target: Target):
     return NoiseModel.from_backend(TargetBackend(target), readout_error=False)
 
 
-def gate_errors(target: Target) -> dict:
-    """The same gate noise as :func:`noise_model`, as ``{(gate, qubits): QuantumError}``.
-
-    Built by Aer's own ``basic_device_gate_errors`` (what ``NoiseModel.from_backend`` calls),
-    with ideal errors dropped and repeated ones composed, as ``NoiseModel.add_quantum_error`` does.
-    """
-    from qiskit_aer.noise.device import basic_device_gate_errors
-
-    out: dict = {}
-    for name, qubits, error in basic_device_gate_errors(target=target):
-        if error.ideal():
-            continue
-        key = (name, tuple(qubits))
-        out[key] = out[key].compose(error) if key in out else error
-    return out
-
-
 def is_two_qubit_gate(inst: Instruction) -> bool:
     return isinstance(inst, Gate) and inst.num_qubits == 2

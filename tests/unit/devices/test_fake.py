@@ -81,3 +81,26 @@ def test_same_key_same_numbers_and_stderr_is_reported():
     assert np.all(a.items[0].stderr > 0)
     other = make_device("fake_fez", seed=10).run(batch, 500)
     assert not np.array_equal(a.items[0].values, other.items[0].values)
+
+
+def test_recalibrate_swaps_the_noise_and_keeps_the_layout():
+    """A drift model's next snapshot: the same circuit, the same qubits, the new snapshot's noise
+    (equal to a twin built on it from the start), and jobs that carry the new calibration id."""
+    dev = make_device("fake_torino")
+    model = build("rot-crx", 3, 1)
+    tc = dev.transpile(model.circuit)
+    rows = np.random.default_rng(2).uniform(-np.pi, np.pi, (3, len(model.parameters)))
+    item = BatchItem(tc, model.parameters, rows, tuple(z_observables(3)))
+    before = dev.run(Batch((item,)), None)
+    worse = dev.calibration.scaled(3.0)
+    dev.recalibrate(worse)
+    after = dev.run(Batch((item,)), None)
+    fresh = make_device("fake_torino", noise_scale=3.0).simulator
+    _, (expected,) = fresh.probabilities(item)
+    np.testing.assert_allclose(after.items[0].distributions[0], expected, atol=1e-12)
+    assert after.calibration_id == worse.id != before.calibration_id
+    assert np.abs(after.items[0].values).mean() < np.abs(before.items[0].values).mean()  # noisier: values shrink
+    from qflhw.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="same 133 qubits"):
+        dev.recalibrate(make_device("fake_fez").calibration)
