@@ -56,7 +56,7 @@ def fidelity_report(cal: Calibration, twin: TwinSpec | None = None) -> str:
         by: dict[str, list] = defaultdict(list)
         for c in flagged:
             by[c.name].append(c)
-        total = defaultdict(int)
+        total: dict[str, int] = defaultdict(int)
         for g in usable:
             if g.error > 0 and g.duration > 0:
                 total[g.gate] += 1

@@ -27,6 +27,7 @@ import numpy as np
 
 from qflhw._util import atomic_write, digest, stable_seed
 from qflhw.calibration.snapshot import Calibration
+from qflhw.circuits.transpile import TranspileCache
 from qflhw.config.profiles import DeviceProfile
 from qflhw.config.spec import TwinSpec
 from qflhw.devices.base import Batch, BatchResult, Device, JobKey, JobStatus, pack_result, unpack_result
@@ -73,10 +74,13 @@ class FakeDevice(Device):
         self._counter = itertools.count()
         self._lock = threading.Lock()
 
-    def recalibrate(self, calibration: Calibration) -> None:
+    def recalibrate(self, calibration: Calibration, *, retranspile: bool = False) -> None:
         """Simulate with ``calibration``'s noise from now on (e.g. a drift model's next snapshot of
-        the same device). Circuits keep the layout they were compiled with; jobs carry the new
-        calibration id, and shot noise is seeded from it."""
+        the same device); jobs carry the new calibration id, and shot noise is seeded from it.
+
+        Circuits already compiled keep their layout (as on hardware between a recalibration and
+        the next transpilation; their ``esp`` is the old snapshot's). ``retranspile=True`` drops
+        the compiled circuits, so the next ``transpile`` lays circuits out for the new snapshot."""
         if calibration.num_qubits != self.calibration.num_qubits:
             raise ConfigError(
                 f"device {self.name}: a new calibration must describe the same {self.calibration.num_qubits} qubits, "
@@ -85,6 +89,10 @@ class FakeDevice(Device):
         with self._lock:
             self.calibration = calibration
             self.simulator.calibration = calibration
+            if retranspile:
+                self._transpiled = TranspileCache(
+                    calibration, self.profile.optimization_level, self.seed, virtual_rz=self.twin.virtual_rz
+                )
 
     def _rng(self, batch: Batch, n: int) -> np.random.Generator:
         salt = str(batch.key) if batch.key else f"#{n}"

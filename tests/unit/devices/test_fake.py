@@ -104,3 +104,7 @@ def test_recalibrate_swaps_the_noise_and_keeps_the_layout():
 
     with pytest.raises(ConfigError, match="same 133 qubits"):
         dev.recalibrate(make_device("fake_fez").calibration)
+    assert dev.transpile(model.circuit) is tc  # compiled circuits stay
+    dev.recalibrate(worse, retranspile=True)
+    again = dev.transpile(model.circuit)
+    assert again is not tc and again.calibration_id == worse.id
