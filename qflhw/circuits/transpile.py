@@ -176,9 +176,12 @@ def transpile_for(
     optimization_level: int = 3,
     seed: int = 1234,
     virtual_rz: bool = True,
+    channel_correction: bool = False,
 ) -> Transpiled:
     """Compile ``circuit`` for the calibrated device, readout-aware (module docstring);
-    deterministic for a given seed. ``virtual_rz``: see :func:`qflhw.calibration.target.to_target`."""
+    deterministic for a given seed. ``virtual_rz``: see :func:`qflhw.calibration.target.to_target`;
+    ``channel_correction``: ESP with the corrected channels of flagged gates (a twin that
+    simulates them, see :mod:`qflhw.calibration.channels`)."""
     if circuit.num_qubits > calibration.num_qubits:
         raise CircuitTooWide(
             f"circuit {circuit.name!r} needs {circuit.num_qubits} qubits but device "
@@ -216,7 +219,7 @@ def transpile_for(
     # durations of every gate the circuit holds (broken ones included, should it use them)
     durations = to_target(calibration, physical, virtual_rz=virtual_rz, broken_gates=True)
     schedule = schedule_alap(measured_compact(compact, positions), durations)
-    esp = estimated_success_probability(schedule, ChannelTable.of(calibration), physical)
+    esp = estimated_success_probability(schedule, ChannelTable.of(calibration, correct=channel_correction), physical)
     return Transpiled(
         logical=circuit,
         isa=isa,
@@ -260,11 +263,20 @@ def compact_circuit(isa: QuantumCircuit, physical: tuple[int, ...]) -> QuantumCi
 class TranspileCache:
     """Transpiled circuits of one device, keyed by (circuit content, calibration id, level, seed)."""
 
-    def __init__(self, calibration: Calibration, optimization_level: int = 3, seed: int = 1234, *, virtual_rz: bool = True):
+    def __init__(
+        self,
+        calibration: Calibration,
+        optimization_level: int = 3,
+        seed: int = 1234,
+        *,
+        virtual_rz: bool = True,
+        channel_correction: bool = False,
+    ):
         self.calibration = calibration
         self.optimization_level = optimization_level
         self.seed = seed
         self.virtual_rz = virtual_rz
+        self.channel_correction = channel_correction
         self._target: Target | None = None
         self._items: dict[tuple[str, str, int, int], Transpiled] = {}
 
@@ -284,6 +296,7 @@ class TranspileCache:
                 optimization_level=self.optimization_level,
                 seed=self.seed,
                 virtual_rz=self.virtual_rz,
+                channel_correction=self.channel_correction,
             )
         return self._items[key]
 

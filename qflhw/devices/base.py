@@ -160,11 +160,21 @@ class Device(abc.ABC):
     them, and ``with make_device(...) as dev:`` closes it on the way out.
     """
 
-    def __init__(self, profile: DeviceProfile, calibration: Calibration, *, seed: int = 1234, virtual_rz: bool = True):
+    def __init__(
+        self,
+        profile: DeviceProfile,
+        calibration: Calibration,
+        *,
+        seed: int = 1234,
+        virtual_rz: bool = True,
+        channel_correction: bool = False,
+    ):
         self.profile = profile
         self.calibration = calibration
         self.seed = seed
-        self._transpiled = TranspileCache(calibration, profile.optimization_level, seed, virtual_rz=virtual_rz)
+        self._transpiled = TranspileCache(
+            calibration, profile.optimization_level, seed, virtual_rz=virtual_rz, channel_correction=channel_correction
+        )
 
     @property
     def name(self) -> str:

@@ -96,7 +96,13 @@ def offline_device(
     twin: TwinSpec | None = None,
 ) -> OfflineDevice:
     """The offline stand-in of a profile's device (see :func:`offline_calibration`); a fake
-    device's stand-in compiles as its twin would (``[twin] virtual_rz``)."""
+    device's stand-in compiles as its twin would (``[twin] virtual_rz``, ``channel_correction``)."""
     prof = load_profile(profile) if isinstance(profile, str) else profile
-    virtual_rz = prof.twin.merged(twin).virtual_rz if prof.provider == "fake" else True
-    return OfflineDevice(prof, offline_calibration(prof, calibration, noise_scale), seed=seed, virtual_rz=virtual_rz)
+    options = prof.twin.merged(twin) if prof.provider == "fake" else TwinSpec()
+    return OfflineDevice(
+        prof,
+        offline_calibration(prof, calibration, noise_scale),
+        seed=seed,
+        virtual_rz=options.virtual_rz,
+        channel_correction=options.channel_correction,
+    )

@@ -66,7 +66,9 @@ class FakeDevice(Device):
         twin: TwinSpec | None = None,
     ):
         self.twin = twin or profile.twin
-        super().__init__(profile, calibration, seed=seed, virtual_rz=self.twin.virtual_rz)
+        super().__init__(
+            profile, calibration, seed=seed, virtual_rz=self.twin.virtual_rz, channel_correction=self.twin.channel_correction
+        )
         self.simulator = CompactSimulator(calibration, threads=threads, twin=self.twin)
         self.submissions = 0  # jobs this object ran (the store's log counts across processes)
         self.store = Path(store) if store else None
@@ -91,7 +93,11 @@ class FakeDevice(Device):
             self.simulator.calibration = calibration
             if retranspile:
                 self._transpiled = TranspileCache(
-                    calibration, self.profile.optimization_level, self.seed, virtual_rz=self.twin.virtual_rz
+                    calibration,
+                    self.profile.optimization_level,
+                    self.seed,
+                    virtual_rz=self.twin.virtual_rz,
+                    channel_correction=self.twin.channel_correction,
                 )
 
     def _rng(self, batch: Batch, n: int) -> np.random.Generator:

@@ -118,9 +118,16 @@ class _TrigPTM:
 
     @classmethod
     def of(cls, op: Gate) -> _TrigPTM | None:
+        """The three matrices of ``op``'s gate class (computed once per class), None without that form."""
         if len(op.params) != 1:
             return None
-        make = type(op)
+        key = f"{type(op).__module__}.{type(op).__qualname__}"
+        if key not in _TRIG:
+            _TRIG[key] = cls._of_class(type(op))
+        return _TRIG[key]
+
+    @classmethod
+    def _of_class(cls, make: Any) -> _TrigPTM | None:
         try:
             m = {t: _ptm(Operator(make(t))) for t in (0.0, np.pi / 2, np.pi, 0.7)}
         except Exception:  # noqa: BLE001 - a gate class that cannot be rebuilt from one angle
@@ -133,6 +140,9 @@ class _TrigPTM:
 
     def batched(self, theta: np.ndarray) -> np.ndarray:
         return self.c0[None] + np.cos(theta)[:, None, None] * self.c1[None] + np.sin(theta)[:, None, None] * self.c2[None]
+
+
+_TRIG: dict[str, _TrigPTM | None] = {}
 
 
 def _batched_gate_ptm(op: Gate, values: np.ndarray, trig: _TrigPTM | None) -> np.ndarray:

@@ -117,3 +117,23 @@ def test_iqm_virtual_rz_saves_physical_r_gates(virtual_rz, r_gates):
     assert tc.compact.count_ops()["r"] == r_gates
     if virtual_rz:
         assert tc.esp > transpile_for(build("rot-crx", 4, 2).circuit, cal, virtual_rz=False).esp
+
+
+def test_esp_follows_the_twins_channel_correction():
+    """ESP uses the channel the twin simulates: with the correction on, each flagged gate in the
+    circuit counts 1 - error instead of its relaxation-only fidelity."""
+    from qflhw.calibration.channels import flagged_gates
+
+    cal = cal_mod.load("ibm_brisbane")
+    circuit = build("rot-crx", 4, 1).circuit
+    plain = transpile_for(circuit, cal)
+    fixed = transpile_for(circuit, cal, channel_correction=True)
+    assert fixed.final_physical == plain.final_physical
+    flagged = {(c.name, c.qubits): c for c in flagged_gates(cal)}
+    ratio = 1.0
+    for ci in plain.isa.data:
+        c = flagged.get((ci.operation.name, tuple(plain.isa.find_bit(q).index for q in ci.qubits)))
+        if c is not None:
+            ratio *= (1 - c.calibrated_error) / (1 - c.relaxation_error)
+    assert ratio > 1  # the circuit does use flagged gates
+    assert fixed.esp == pytest.approx(plain.esp * ratio, rel=1e-12)
