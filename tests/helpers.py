@@ -57,7 +57,7 @@ def esp_by_hand(isa, measured, raw: dict, scale: float = 1.0) -> float:  # noqa:
     grow = lambda p: min(p * scale, max(0.5, p))  # noqa: E731 - towards the uninformative 0.5
     readout = [(grow(q["prob_meas1_prep0"]) + grow(q["prob_meas0_prep1"])) / 2 for q in qubits]
     n = len(qubits)
-    target = Target(num_qubits=n, dt=raw.get("dt") or 1e-12)
+    target = Target(num_qubits=n, dt=raw.get("dt") or 1e-15)  # qflhw.calibration.target.SYNTHETIC_DT
     lib = get_standard_gate_name_mapping()
     by_name: dict = {}
     for (name, qs), (_, duration) in gates.items():

@@ -82,7 +82,7 @@ def fidelity_report(cal: Calibration, twin: TwinSpec | None = None) -> str:
         f"  broken      {len(broken)} gates calibrated with error 1, {len(off_gates)} gates and {len(off_qubits)} qubits flagged"
         " non-operational: left out of layouts and routes"
     )
-    dt = f"{cal.dt * 1e9:.3g} ns" if cal.dt else "none reported, 1 ps used"
+    dt = f"{cal.dt * 1e9:.3g} ns" if cal.dt else "none reported, 1 fs used"
     lines.append(
         f"  idle        T1/T2 relaxation in every idle window of the ALAP schedule [{_on(twin.idle_noise)}]; durations from the"
         f" gates and readout_length, sample time {dt}"

@@ -39,9 +39,10 @@ from qiskit.transpiler import InstructionProperties, QubitProperties, Target
 from qflhw.calibration.snapshot import Calibration
 from qflhw.errors import CalibrationError
 
-SYNTHETIC_DT = 1e-12
-"""Sample time (s) of the Target of a device whose calibration has none: 1 ps, fine enough that
-rounding durations to samples changes no relaxation noticeably (IonQ's 600 us gates are 6e8 samples)."""
+SYNTHETIC_DT = 1e-15
+"""Sample time (s) of the Target of a device whose calibration has none: 1 fs, fine enough that
+rounding durations to samples changes relaxation by less than 1e-10 (old IBM fake backends without
+a dt have durations like 355.55... ns; IonQ's 600 us gates are 6e11 samples, exact in a float)."""
 
 VIRTUAL_RZ_HOSTS = frozenset({"r"})
 """One-qubit natives that absorb z rotations as phase shifts, so ``rz`` is virtual next to them."""
