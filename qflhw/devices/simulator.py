@@ -98,14 +98,16 @@ class CompactSimulator:
         """Exact noisy outcome probabilities per measurement basis, readout error included;
         outcome index bit i is logical qubit i."""
         bases = measurement_bases(item.observables)
-        column = {p: i for i, p in enumerate(item.parameters)}
-        missing = [p.name for p in item.circuit.compact.parameters if p not in column]
+        # by name: the transpile cache shares one compiled circuit between circuits that differ
+        # only in their Parameter objects (same names, same gates, see circuits.transpile.fingerprint)
+        column = {p.name: i for i, p in enumerate(item.parameters)}
+        missing = [p.name for p in item.circuit.compact.parameters if p.name not in column]
         if missing:
             raise ConfigError(f"no binding column for parameter(s) {missing} of {item.circuit.logical.name!r}")
         out = []
         for basis in bases:
             program = self.program(item.circuit, basis)
-            columns = [column[p] for p in program.angles.parameters]
+            columns = [column[p.name] for p in program.angles.parameters]
             out.append(program.probabilities(item.bindings[:, columns], threads=self.threads))
         return bases, out
 

@@ -114,8 +114,11 @@ def scheduled_probabilities(
     sim = AerSimulator.from_backend(rb, method="density_matrix")
     if noise_model is not None:
         sim.set_options(noise_model=noise_model)
-    order = list(parameters)
-    bound = [out.assign_parameters(dict(zip(order, row)), strict=False) for row in np.atleast_2d(bindings)]
+    names = [p.name for p in parameters]  # by name: a cached compiled circuit may hold other Parameter objects
+    bound = []
+    for row in np.atleast_2d(bindings):
+        value = dict(zip(names, row))
+        bound.append(out.assign_parameters({p: value[p.name] for p in out.parameters}))
     result = sim.run(bound).result()
     conf = confusion(readout or backend_readout(backend), measured)
     return np.array([conf @ np.asarray(result.data(i)["p"]) for i in range(len(bound))])

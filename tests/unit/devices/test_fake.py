@@ -108,3 +108,16 @@ def test_recalibrate_swaps_the_noise_and_keeps_the_layout():
     dev.recalibrate(worse, retranspile=True)
     again = dev.transpile(model.circuit)
     assert again is not tc and again.calibration_id == worse.id
+
+
+def test_a_rebuilt_model_uses_the_cached_circuit_with_its_own_parameters():
+    """The transpile cache keys circuits by content (parameter names, gates): a second build of
+    the same model gets the first one's compiled circuit, and its own Parameter objects bind it."""
+    dev = make_device("fake_fez")
+    first, second = build("rot-crx", 2, 1), build("rot-crx", 2, 1)
+    tc = dev.transpile(first.circuit)
+    assert dev.transpile(second.circuit) is tc and second.parameters[0] != first.parameters[0]
+    rows = np.random.default_rng(4).uniform(-1, 1, (2, len(first.parameters)))
+    a = dev.run(Batch((BatchItem(tc, first.parameters, rows, tuple(z_observables(2))),)), None).items[0].values
+    b = dev.run(Batch((BatchItem(tc, second.parameters, rows, tuple(z_observables(2))),)), None).items[0].values
+    np.testing.assert_array_equal(a, b)
