@@ -143,6 +143,11 @@ def _cmd_calibration(args: argparse.Namespace) -> int:
         if t1:
             print(f"  median T1 {t1[len(t1) // 2] * 1e6:.1f} us, T2 {t2[len(t2) // 2] * 1e6:.1f} us" if t2 else "")
         print(f"  id {c.id}")
+        if args.fidelity:
+            from qflhw.calibration.fidelity import fidelity_report
+
+            print()
+            print(fidelity_report(c))
         return 0
     if args.action in ("export", "import"):
         if args.action == "export":
@@ -330,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     csub.add_parser("list", help="devices and snapshot dates")
     s = csub.add_parser("show", help="summary of one snapshot")
     s.add_argument("device", help="<device>[/<date>|/latest], e.g. ibm_torino")
+    s.add_argument("--fidelity", action="store_true",
+                   help="what a fake twin of it models, from which figures, which gates it cannot reproduce, what it leaves out")
     s = csub.add_parser("export", help="write a snapshot from a qiskit-ibm-runtime fake backend")
     s.add_argument("backend", help="fake backend name, e.g. FakeKingston, kingston or ibm_kingston")
     s.add_argument("--device", help="snapshot device name (default: ibm_<backend>)")

@@ -365,7 +365,7 @@ def from_braket_properties(
         assert fro is not None  # checked above: a missing readout fidelity has a median to fill it
         t1 = r.t1[label] if r.t1[label] is not None else med["t1"]
         t2 = r.t2[label] if r.t2[label] is not None else med["t2"]
-        p = min(max(1.0 - float(fro), 0.0), 0.5)
+        p = min(max(1.0 - float(fro), 0.0), 1.0)  # as measured (schema 2 keeps readout errors above 0.5)
         qubits.append(
             QubitCalibration(
                 t1=t1 or None,

@@ -16,8 +16,9 @@ A :class:`CalibrationSchedule` gives a client's calibration for each round:
   reset. With ``common = c`` each offset is ``sqrt(c) y + sqrt(1 - c) z_i``: ``y`` one OU process
   shared by every figure of the device (a device-wide drift, e.g. a fridge or electronics change)
   and ``z_i`` its own, so every offset is still an OU process with the same sigma and tau, and two
-  figures' offsets have correlation ``c``. Errors are capped (gates at 0.75, or their snapshot value if that is higher, e.g. a
-  broken coupler's 1.0; readout at 0.5) and T2 is kept at most 2 T1 (or the snapshot's own T2/T1, if higher).
+  figures' offsets have correlation ``c``. Errors are capped (gates at 0.75, or their snapshot
+  value if that is higher, e.g. a broken coupler's 1.0; readout at 0.5, or the measured value if
+  higher) and T2 is kept at most 2 T1 (or the snapshot's own T2/T1, if higher).
 
 ``qflhw calibration drift DEVICE`` writes the same model's snapshots as a dated series
 (:func:`write_series`); a spec that steps through those files sees the same figures as one with a
@@ -107,8 +108,8 @@ def apply_drift(base: Calibration, x: np.ndarray, drift: DriftSpec, *, step: int
     for i, q in enumerate(base.qubits):
         upd: dict = {}
         if drift.readout:
-            upd["prob_meas1_prep0"] = min(q.prob_meas1_prep0 * float(np.exp(x01[i])), READOUT_CAP)
-            upd["prob_meas0_prep1"] = min(q.prob_meas0_prep1 * float(np.exp(x10[i])), READOUT_CAP)
+            upd["prob_meas1_prep0"] = min(q.prob_meas1_prep0 * float(np.exp(x01[i])), max(READOUT_CAP, q.prob_meas1_prep0))
+            upd["prob_meas0_prep1"] = min(q.prob_meas0_prep1 * float(np.exp(x10[i])), max(READOUT_CAP, q.prob_meas0_prep1))
         if drift.coherence and q.t1:
             t1 = q.t1 * float(np.exp(-xt1[i]))
             upd["t1"] = t1

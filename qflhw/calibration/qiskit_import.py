@@ -33,7 +33,8 @@ def from_qiskit_backend(
 
     Gate errors, durations, T1/T2 and frequency come from ``backend.target``; the asymmetric
     readout probabilities from ``backend.properties()`` when the backend has them (the Target
-    holds only their mean).
+    holds only their mean), kept as measured (not clipped at 0.5), and so do the qubits' and
+    gates' ``operational`` flags (schema version 2).
     """
     target = backend.target
     name = device or _device_name(backend.name)
@@ -59,9 +60,10 @@ def from_qiskit_backend(
                 t1=getattr(qp, "t1", None) or None,
                 t2=getattr(qp, "t2", None) or None,
                 frequency=getattr(qp, "frequency", None) or None,
-                prob_meas1_prep0=min(p10, 0.5),
-                prob_meas0_prep1=min(p01, 0.5),
+                prob_meas1_prep0=p10,
+                prob_meas0_prep1=p01,
                 readout_length=meas.duration if meas is not None else None,
+                operational=_operational(props, "qubit", q),
             )
         )
 
@@ -85,6 +87,7 @@ def from_qiskit_backend(
                     qubits=tuple(qargs),
                     error=float(ip.error or 0.0),
                     duration=float(ip.duration or 0.0),
+                    operational=_operational(props, op_name, tuple(qargs)),
                 )
             )
     if not gates:
@@ -162,6 +165,19 @@ def _props_time(props: Any) -> _dt.datetime | None:
         except ValueError:
             return None
     return when if isinstance(when, _dt.datetime) else None
+
+
+def _operational(props: Any, what: str, where: Any) -> bool:
+    """``properties()``' operational flag of a qubit (``what="qubit"``) or a gate; True when the
+    backend reports none (a missing flag is not a broken qubit)."""
+    if props is None:
+        return True
+    try:
+        if what == "qubit":
+            return bool(props.is_qubit_operational(where))
+        return bool(props.is_gate_operational(what, list(where)))
+    except Exception:  # the SDK raises its own error type for a missing property  # noqa: BLE001
+        return True
 
 
 def _qubit_prop(props: Any, qubit: int, name: str, default: float) -> float:

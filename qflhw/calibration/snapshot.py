@@ -13,6 +13,18 @@ qubit index (Braket's IQM devices count from 1). Version 1 files kept those labe
 exactly as they were (so their content hash, :attr:`Calibration.id`, does not change).
 ``captured`` (version 2, optional) is the capture time of the figures; a file without it writes
 back without it.
+
+Version 2 also keeps readout probabilities **as measured**: up to 1 (a qubit whose readout is
+broken reads the wrong value most of the time; version 1 exporters clipped them at 0.5), and
+adds optional figures that version 1 cannot hold:
+
+* ``operational`` per qubit and per gate (IBM's ``properties()`` flags; written only when false).
+  Non-operational qubits and gates, and gates calibrated with error 1 (IBM reports 1.0 for a
+  broken coupler), are left out of the device's Target, so no layout uses them;
+* ``zz``: static ZZ crosstalk per coupled pair, in Hz (the conditional phase rate, see
+  :class:`CouplingZZ`), for twins that switch ZZ on;
+* ``readout_pairs``: joint two-qubit assignment matrices where the calibration has measured
+  correlated readout, for twins that switch correlated readout on.
 """
 
 from __future__ import annotations
@@ -63,14 +75,16 @@ class Provenance(_Strict):
 
 
 class QubitCalibration(_Strict):
-    """One physical qubit. Probabilities: prob_meas1_prep0 = P(read 1 | prepared 0)."""
+    """One physical qubit. Probabilities: prob_meas1_prep0 = P(read 1 | prepared 0), as measured
+    (up to 1 in schema version 2; version 1 files hold at most 0.5)."""
 
     t1: float | None = Field(default=None, gt=0)
     t2: float | None = Field(default=None, gt=0)
     frequency: float | None = Field(default=None, gt=0)
-    prob_meas1_prep0: float = Field(ge=0, le=0.5)
-    prob_meas0_prep1: float = Field(ge=0, le=0.5)
+    prob_meas1_prep0: float = Field(ge=0, le=1)
+    prob_meas0_prep1: float = Field(ge=0, le=1)
     readout_length: float | None = Field(default=None, ge=0)
+    operational: bool = Field(default=True, description="False: the provider flags the qubit as unusable (schema 2)")
 
     @property
     def readout_error(self) -> float:
@@ -84,6 +98,37 @@ class GateCalibration(_Strict):
     qubits: tuple[int, ...] = Field(min_length=1, max_length=2)
     error: float = Field(ge=0, le=1)
     duration: float = Field(ge=0)
+    operational: bool = Field(default=True, description="False: the provider flags the gate as unusable (schema 2)")
+
+
+class CouplingZZ(_Strict):
+    """Static ZZ crosstalk of one coupled pair: ``zz`` = zeta / 2 pi in Hz, where
+    ``zeta = E11 - E10 - E01 + E00`` (angular). Idling together for ``t`` seconds, the pair picks
+    up the conditional phase ``exp(-i 2 pi zz t |11><11|)`` in the frame where each qubit's
+    frequency is calibrated with its neighbour in ``|0>`` (schema 2)."""
+
+    qubits: tuple[int, int]
+    zz: float = Field(description="Hz; the sign is the physics' (both signs occur)")
+
+
+class PairReadout(_Strict):
+    """A measured joint assignment matrix of two qubits read out together (schema 2).
+
+    ``matrix[measured][prepared]``, outcomes indexed ``b0 + 2 b1`` with ``b0`` the bit of
+    ``qubits[0]``; each column sums to one. Where present and switched on, it replaces the
+    product of the two qubits' own matrices."""
+
+    qubits: tuple[int, int]
+    matrix: tuple[tuple[float, float, float, float], ...] = Field(min_length=4, max_length=4)
+
+    @model_validator(mode="after")
+    def _stochastic(self) -> PairReadout:
+        m = np.asarray(self.matrix, dtype=float)
+        if np.any(m < 0) or np.any(np.abs(m.sum(axis=0) - 1) > 1e-9):
+            raise ValueError(f"readout_pairs {list(self.qubits)}: matrix entries must be >= 0 and each column must sum to 1")
+        if self.qubits[0] == self.qubits[1]:
+            raise ValueError(f"readout_pairs {list(self.qubits)}: two different qubits")
+        return self
 
 
 class Calibration(_Strict):
@@ -105,6 +150,8 @@ class Calibration(_Strict):
     captured: _dt.datetime | None = Field(
         default=None, description="when the figures were captured (UTC); None: only the date is known"
     )
+    zz: tuple[CouplingZZ, ...] = Field(default=(), description="static ZZ per coupled pair, Hz (schema 2)")
+    readout_pairs: tuple[PairReadout, ...] = Field(default=(), description="correlated two-qubit readout (schema 2)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -150,7 +197,27 @@ class Calibration(_Strict):
                 raise ValueError(f"gates[{i}].gate {g.gate!r} is not in native_gates")
             if any(q < 0 or q >= self.num_qubits for q in g.qubits):
                 raise ValueError(f"gates[{i}].qubits {list(g.qubits)} outside 0..{self.num_qubits - 1}")
+        pairs: list[tuple[str, tuple[int, ...]]] = [("zz", c.qubits) for c in self.zz]
+        pairs += [("readout_pairs", p.qubits) for p in self.readout_pairs]
+        for name, qubits in pairs:
+            if any(q < 0 or q >= self.num_qubits for q in qubits):
+                raise ValueError(f"{name} qubits {list(qubits)} outside 0..{self.num_qubits - 1}")
+        if self.schema_ == SCHEMA_V1:
+            self._check_v1()
         return self
+
+    def _check_v1(self) -> None:
+        """What version 1 could not hold is an error in a version 1 file (the fix: schema 2)."""
+        fix = f"set schema to {SCHEMA!r}"
+        for i, q in enumerate(self.qubits):
+            if max(q.prob_meas1_prep0, q.prob_meas0_prep1) > 0.5:
+                raise ValueError(f"qubits[{i}]: readout probabilities above 0.5 need {SCHEMA}; {fix}")
+            if not q.operational:
+                raise ValueError(f"qubits[{i}].operational is a field of {SCHEMA}; {fix}")
+        if any(not g.operational for g in self.gates):
+            raise ValueError(f"gates[].operational is a field of {SCHEMA}; {fix}")
+        if self.zz or self.readout_pairs:
+            raise ValueError(f"zz and readout_pairs are fields of {SCHEMA}; {fix}")
 
     # ------------------------------------------------------------------ identity and derived data
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Calibration:
@@ -175,12 +242,31 @@ class Calibration(_Strict):
 
     def same_figures(self, other: Calibration) -> bool:
         """Whether ``other`` holds the same device figures (provenance and schema aside)."""
-        keep = {"device", "date", "num_qubits", "native_gates", "dt", "qubits", "gates"}
+        keep = {"device", "date", "num_qubits", "native_gates", "dt", "qubits", "gates", "zz", "readout_pairs"}
         return self.model_dump(include=keep) == other.model_dump(include=keep) and self.labels == other.labels
 
     @property
     def coupling_map(self) -> list[tuple[int, int]]:
         return sorted({g.qubits for g in self.gates if len(g.qubits) == 2})
+
+    @property
+    def operational_qubits(self) -> tuple[int, ...]:
+        """Qubits a circuit may use: those not flagged non-operational."""
+        return tuple(i for i, q in enumerate(self.qubits) if q.operational)
+
+    def usable(self, gate: GateCalibration) -> bool:
+        """Whether a layout may use ``gate``: operational, on operational qubits, and not
+        calibrated with error 1 (what IBM reports for a broken coupler or gate)."""
+        return gate.operational and gate.error < 1.0 and all(self.qubits[q].operational for q in gate.qubits)
+
+    def readout_outliers(self, factor: float = 2.0) -> tuple[int, ...]:
+        """Operational qubits whose mean readout error is above ``factor`` x the median of the
+        operational qubits (the layout measures on them only when nothing else fits)."""
+        ops = self.operational_qubits
+        if not ops:
+            return ()
+        med = float(np.median([self.qubits[q].readout_error for q in ops]))
+        return tuple(q for q in ops if self.qubits[q].readout_error > factor * med)
 
     def readout_matrix(self, qubit: int) -> np.ndarray:
         """Assignment matrix A[measured, prepared] of one qubit (columns sum to one)."""
@@ -208,18 +294,21 @@ class Calibration(_Strict):
             raise ConfigError(f"noise scale must be a number >= 0 (0 = ideal, 1 = as calibrated), got {factor}")
         cap = lambda p, hi: min(p * factor, hi)  # noqa: E731
         relax = lambda t: t / factor if t and factor > 0 else None  # noqa: E731
+        # readout grows towards the uninformative 0.5; a probability already above it stays
         qubits = tuple(
             q.model_copy(
                 update={
                     "t1": relax(q.t1),
                     "t2": relax(q.t2),
-                    "prob_meas1_prep0": cap(q.prob_meas1_prep0, 0.5),
-                    "prob_meas0_prep1": cap(q.prob_meas0_prep1, 0.5),
+                    "prob_meas1_prep0": cap(q.prob_meas1_prep0, max(0.5, q.prob_meas1_prep0)),
+                    "prob_meas0_prep1": cap(q.prob_meas0_prep1, max(0.5, q.prob_meas0_prep1)),
                 }
             )
             for q in self.qubits
         )
-        gates = tuple(g.model_copy(update={"error": cap(g.error, 0.75)}) for g in self.gates)
+        gates = tuple(g.model_copy(update={"error": cap(g.error, max(0.75, g.error))}) for g in self.gates)
+        zz = tuple(c.model_copy(update={"zz": c.zz * factor}) for c in self.zz)
+        pairs = tuple(p.model_copy(update={"matrix": _scaled_assignment(p.matrix, factor)}) for p in self.readout_pairs)
         notes = "ideal: errors x0, no T1/T2 relaxation" if factor == 0 else f"errors x{factor:g}, T1/T2 /{factor:g}"
         prov = Provenance(
             kind="scaled",
@@ -227,15 +316,25 @@ class Calibration(_Strict):
             retrieved=self.provenance.retrieved,
             notes=notes,
         )
-        return self.model_copy(update={"qubits": qubits, "gates": gates, "provenance": prov})
+        return self.model_copy(update={"qubits": qubits, "gates": gates, "zz": zz, "readout_pairs": pairs, "provenance": prov})
 
     # ------------------------------------------------------------------ files
     def to_json(self) -> str:
-        """The file text; a version 1 snapshot writes version 1 (its labels stay in the notes)."""
+        """The file text; a version 1 snapshot writes version 1 (its labels stay in the notes).
+
+        Optional version 2 figures are written only where they say something: ``operational``
+        only when false, ``zz`` and ``readout_pairs`` only when present, ``captured`` only when known."""
         exclude = {"qubit_labels", "captured"} if self.schema_ == SCHEMA_V1 else set()
         if self.captured is None:
             exclude.add("captured")
-        return json.dumps(self.model_dump(mode="json", by_alias=True, exclude=exclude), indent=1, sort_keys=True)
+        raw = self.model_dump(mode="json", by_alias=True, exclude=exclude)
+        for entry in raw["qubits"] + raw["gates"]:
+            if entry.get("operational", False):
+                del entry["operational"]
+        for key in ("zz", "readout_pairs"):
+            if not raw[key]:
+                del raw[key]
+        return json.dumps(raw, indent=1, sort_keys=True)
 
     @property
     def stamp(self) -> str:
@@ -274,6 +373,20 @@ class Calibration(_Strict):
             return cls.model_validate(raw)
         except ValidationError as err:
             raise CalibrationError(field_error(path, err, "re-export the snapshot or fix the field")) from err
+
+
+def _scaled_assignment(matrix: tuple[tuple[float, ...], ...], factor: float) -> tuple[tuple[float, ...], ...]:
+    """A joint assignment matrix with its error (off-diagonal) part times ``factor``; each
+    column's error stays at most max(0.75, its old error) (0.75: four outcomes, uninformative)."""
+    m = np.asarray(matrix, dtype=float)
+    off = m - np.diag(np.diag(m))
+    old = off.sum(axis=0)
+    new = off * factor
+    total = new.sum(axis=0)
+    limit = np.maximum(0.75, old)
+    new *= np.where(total > limit, limit / np.where(total > 0, total, 1.0), 1.0)
+    out = new + np.diag(1.0 - new.sum(axis=0))
+    return tuple(tuple(float(x) for x in row) for row in out)
 
 
 def calibration_root() -> Path:

@@ -1,2 +1,2 @@
-"""Circuits: the ansatz library, per-device transpilation with ESP, measurement bases, and
-provider-native rewrites (IonQ)."""
+"""Circuits: the ansatz library, per-device readout-aware transpilation with scheduled ESP, ALAP
+schedules, measurement bases, and provider-native rewrites (IonQ natives, IQM's virtual rz)."""

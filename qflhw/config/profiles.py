@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qflhw.config.paths import data_dir
+from qflhw.config.spec import TwinSpec
 from qflhw.errors import ConfigError, field_error
 
 
@@ -188,6 +189,7 @@ class DeviceProfile(_Strict):
     )
     retired: _dt.date | None = Field(default=None, description="the day the provider retired the device; None: current")
     replacement: str | None = Field(default=None, description="a current profile to use instead of a retired one")
+    twin: TwinSpec = Field(default_factory=TwinSpec, description="what the fake twin simulates (fake only)")
     notes: str = ""
 
     @model_validator(mode="after")
@@ -202,6 +204,8 @@ class DeviceProfile(_Strict):
             raise ValueError("emulate = true on a braket profile needs `properties` (the device-properties JSON to emulate)")
         if self.retired is not None and not self.replacement:
             raise ValueError("a retired profile must name its `replacement` (a current profile)")
+        if "twin" in self.model_fields_set and self.provider != "fake":
+            raise ValueError(f"[twin] options are for fake devices only, not provider {self.provider!r}; remove them")
         return self
 
     def check_live(self) -> None:

@@ -342,6 +342,40 @@ class DriftSpec(_Strict):
     seed: int | None = Field(default=None, description="seed of the drift; default from the job seed and client name")
 
 
+class TwinSpec(_Strict):
+    """``[twin]``: what a fake device's simulation models beyond Aer's device noise model.
+
+    In a device profile (``backends/<name>.toml``) or per client in a spec (a client's table
+    overrides the keys it sets). Real devices ignore it. The defaults reproduce qiskit-aer's
+    ``AerSimulator.from_backend`` on the ALAP-scheduled circuit, with the calibrated asymmetric
+    readout; each extra term is off by default (sources in docs/twins.md).
+    """
+
+    idle_noise: bool = Field(
+        default=True, description="T1/T2 relaxation of every used qubit in its idle windows of the ALAP schedule"
+    )
+    channel_correction: bool = Field(
+        default=False,
+        description="where relaxation alone is worse than a gate's calibrated error, relax for the shorter time that "
+        "reproduces the calibration (default: Aer's channel, flagged)",
+    )
+    zz_crosstalk: bool = Field(
+        default=False, description="static ZZ between coupled qubits idling together, from the snapshot's zz figures"
+    )
+    correlated_readout: bool = Field(
+        default=False, description="joint two-qubit readout matrices where the snapshot has them (readout_pairs)"
+    )
+    virtual_rz: bool = Field(
+        default=True, description="devices with an r(theta, phi) native (IQM) get virtual rz, as their compilers do"
+    )
+
+    def merged(self, override: TwinSpec | None) -> TwinSpec:
+        """This table with the keys ``override`` sets explicitly replaced."""
+        if override is None:
+            return self
+        return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
+
+
 class ClientSpec(_Strict):
     name: str = Field(min_length=1, pattern=NAME_PATTERN, description="letters, digits, _ . - (it names jobs and files)")
     device: str = Field(description="a profile in backends/ (see `qflhw devices`)")
@@ -358,6 +392,7 @@ class ClientSpec(_Strict):
     batch_size: int | None = Field(default=None, ge=1)
     learning_rate: float | None = Field(default=None, gt=0)
     mitigation: MitigationSpec | None = Field(default=None, description="replaces the job's [mitigation] for this client")
+    twin: TwinSpec | None = Field(default=None, description="fake devices: overrides the keys of the profile's [twin] it sets")
 
     @model_validator(mode="after")
     def _calibration_list(self) -> ClientSpec:

@@ -184,11 +184,21 @@ class Device(abc.ABC):
     #: The provider's queue depth read when a real QPU connected (``devices.remote.QueueReading``); None: not known.
     queue: Any = None
 
-    def __init__(self, profile: DeviceProfile, calibration: Calibration, *, seed: int = 1234):
+    def __init__(
+        self,
+        profile: DeviceProfile,
+        calibration: Calibration,
+        *,
+        seed: int = 1234,
+        virtual_rz: bool = True,
+        channel_correction: bool = False,
+    ):
         self.profile = profile
         self.calibration = calibration
         self.seed = seed
-        self._transpiled = TranspileCache(calibration, profile.optimization_level, seed)
+        self._transpiled = TranspileCache(
+            calibration, profile.optimization_level, seed, virtual_rz=virtual_rz, channel_correction=channel_correction
+        )
 
     @property
     def name(self) -> str:

@@ -413,6 +413,10 @@ class BraketDevice(Device):
             from qflhw.circuits.ionq import to_ionq_native
 
             return to_ionq_native(circuit)[0]
+        if {"prx", "r"} & self.natives and "rz" not in self.natives:  # IQM: virtual rz (qflhw.circuits.iqm)
+            from qflhw.circuits.iqm import absorb_virtual_rz
+
+            return absorb_virtual_rz(circuit)[0]
         if "rx" in self.natives and not {"sx", "x"} & self.natives:
             from qiskit.circuit.library import RXGate
 

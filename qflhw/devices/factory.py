@@ -13,6 +13,7 @@ from pathlib import Path
 from qflhw.calibration import snapshot as _calibration
 from qflhw.calibration.snapshot import Calibration
 from qflhw.config.profiles import DeviceProfile, load_profile
+from qflhw.config.spec import TwinSpec
 from qflhw.devices.base import Batch, Device, JobHandle
 from qflhw.errors import ConfigError
 
@@ -25,12 +26,14 @@ def make_device(
     calibration: str | Calibration | None = None,
     store: Path | None = None,
     max_time: int | None = None,
+    twin: TwinSpec | None = None,
 ) -> Device:
     """Build the device a profile describes; ``calibration`` overrides the profile's snapshot
     (a reference, or for a fake device a :class:`Calibration` itself, e.g. a drifted one).
 
     ``store`` is where a fake device keeps its jobs (so a resumed run can fetch them), and a
-    real one its job layouts. Real QPUs (``ibm``, ``braket``) connect here with the SDK's own
+    real one its job layouts. ``twin`` overrides the keys of the profile's ``[twin]`` table it
+    sets (fake devices only). Real QPUs (``ibm``, ``braket``) connect here with the SDK's own
     credentials and transpile against the live calibration, saved as a dated snapshot; a retired
     one is refused. ``emulate = true`` builds the provider's local mode instead (no network).
     ``max_time`` (seconds) bounds an IBM device's Runtime execution mode.
@@ -41,6 +44,8 @@ def make_device(
             raise ConfigError(f"device {prof.name}: a real QPU uses its live calibration; give a reference, not a snapshot object")
         if noise_scale != 1.0:
             raise ConfigError(f"device {prof.name}: noise_scale applies to fake devices only; remove it for a real QPU")
+        if twin is not None:
+            raise ConfigError(f"device {prof.name}: [twin] options apply to fake devices only; remove them for a real QPU")
         if prof.emulate:
             return emulated_device(prof, seed=seed, calibration=calibration, store=store, max_time=max_time)
         prof.check_live()
@@ -53,7 +58,9 @@ def make_device(
         return connect_braket(prof, seed=seed, calibration=calibration, store=store)
     from qflhw.devices.fake import FakeDevice
 
-    return FakeDevice(prof, _calibration_of(prof, calibration, noise_scale), seed=seed, store=store)
+    return FakeDevice(
+        prof, _calibration_of(prof, calibration, noise_scale), seed=seed, store=store, twin=prof.twin.merged(twin)
+    )
 
 
 def emulated_device(
@@ -118,8 +125,21 @@ def _calibration_of(profile: DeviceProfile, calibration: str | Calibration | Non
 
 
 def offline_device(
-    profile: DeviceProfile | str, *, seed: int = 1234, noise_scale: float = 1.0, calibration: str | Calibration | None = None
+    profile: DeviceProfile | str,
+    *,
+    seed: int = 1234,
+    noise_scale: float = 1.0,
+    calibration: str | Calibration | None = None,
+    twin: TwinSpec | None = None,
 ) -> OfflineDevice:
-    """The offline stand-in of a profile's device (see :func:`offline_calibration`)."""
+    """The offline stand-in of a profile's device (see :func:`offline_calibration`); a fake
+    device's stand-in compiles as its twin would (``[twin] virtual_rz``, ``channel_correction``)."""
     prof = load_profile(profile) if isinstance(profile, str) else profile
-    return OfflineDevice(prof, _calibration_of(prof, calibration, noise_scale), seed=seed)
+    options = prof.twin.merged(twin) if prof.provider == "fake" else TwinSpec()
+    return OfflineDevice(
+        prof,
+        _calibration_of(prof, calibration, noise_scale),
+        seed=seed,
+        virtual_rz=options.virtual_rz,
+        channel_correction=options.channel_correction,
+    )

@@ -8,6 +8,11 @@ runs identical to uninterrupted ones.
 With a ``store`` folder the fake provider keeps its jobs on disk like a cloud provider does: a
 job exists once its file is written, can be fetched by id or found by idempotency key from
 another process, and ``submissions.log`` is the provider's own count of what it was sent.
+
+What the twin simulates is set by the profile's ``[twin]`` table (and a client's override):
+see :class:`~qflhw.config.spec.TwinSpec` and :mod:`qflhw.devices.simulator`.
+:meth:`FakeDevice.set_calibration` swaps the snapshot the noise comes from, as a drifting
+device's next calibration would; later transpilations lay circuits out for it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from qflhw._util import atomic_write, digest, stable_seed
 from qflhw.calibration.snapshot import Calibration
 from qflhw.config.profiles import DeviceProfile
+from qflhw.config.spec import TwinSpec
 from qflhw.devices.base import Batch, BatchResult, Device, JobKey, JobStatus, pack_result, unpack_result
 from qflhw.devices.simulator import CompactSimulator
 from qflhw.errors import JobFailed
@@ -59,10 +65,13 @@ class FakeDevice(Device):
         seed: int = 1234,
         threads: int = 2,
         store: Path | None = None,
+        twin: TwinSpec | None = None,
     ):
-        super().__init__(profile, calibration, seed=seed)
-        self.threads = threads
-        self.simulator = CompactSimulator(calibration, threads=threads)
+        self.twin = twin or profile.twin
+        super().__init__(
+            profile, calibration, seed=seed, virtual_rz=self.twin.virtual_rz, channel_correction=self.twin.channel_correction
+        )
+        self.simulator = CompactSimulator(calibration, threads=threads, twin=self.twin)
         self.submissions = 0  # jobs this object ran (the store's log counts across processes)
         self.store = Path(store) if store else None
         self._jobs: dict[str, FakeJob] = {}
@@ -70,11 +79,12 @@ class FakeDevice(Device):
         self._lock = threading.Lock()
 
     def set_calibration(self, calibration: Calibration) -> None:
-        """Switch snapshot and rebuild the simulator, so jobs from now on carry the new noise."""
+        """Switch snapshot (see :meth:`Device.set_calibration`) and the noise the twin simulates, so
+        jobs from now on carry the new calibration id and its noise."""
         changed = calibration.id != self.calibration.id
         super().set_calibration(calibration)
         if changed:
-            self.simulator = CompactSimulator(calibration, threads=self.threads)
+            self.simulator.calibration = calibration
 
     def _rng(self, batch: Batch, n: int) -> np.random.Generator:
         salt = str(batch.key) if batch.key else f"#{n}"

@@ -251,10 +251,13 @@ class Assembly:
         max_time = mode_max_time(self.spec, k, rows)
         sched = self.schedule(k)
         if sched is not None:
-            return make_device(cs.device, seed=device_seed(self.spec, cs), calibration=sched.at(0), store=store, max_time=max_time)
+            return make_device(
+                cs.device, seed=device_seed(self.spec, cs), calibration=sched.at(0), store=store, max_time=max_time, twin=cs.twin
+            )
         ref = cs.calibration_refs[0] if cs.calibration_refs else None
         return make_device(
             cs.device, seed=device_seed(self.spec, cs), noise_scale=cs.noise_scale, calibration=ref, store=store, max_time=max_time,
+            twin=cs.twin,
         )
 
     def offline_device(self, k: int) -> Device:
@@ -262,9 +265,11 @@ class Assembly:
         cs = self.spec.clients[k]
         sched = self.schedule(k)
         if sched is not None:
-            return offline_device(cs.device, seed=device_seed(self.spec, cs), calibration=sched.at(0))
+            return offline_device(cs.device, seed=device_seed(self.spec, cs), calibration=sched.at(0), twin=cs.twin)
         ref = cs.calibration_refs[0] if cs.calibration_refs else None
-        return offline_device(cs.device, seed=device_seed(self.spec, cs), noise_scale=cs.noise_scale, calibration=ref)
+        return offline_device(
+            cs.device, seed=device_seed(self.spec, cs), noise_scale=cs.noise_scale, calibration=ref, twin=cs.twin
+        )
 
     def client(
         self, k: int, device: Device, *, ledger: Ledger, runner: Runner, mitigation: Technique | None = None

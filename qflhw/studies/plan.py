@@ -360,7 +360,8 @@ def rehearse(spec_json: dict, stop_at: float) -> dict:
     assembly = None
     for k, c in enumerate(spec.clients):
         drift = c.drift.model_dump_json() if c.drift is not None else None
-        key = (c.device, device_seed(spec, c), c.noise_scale, tuple(c.calibration_refs), drift)
+        twin = c.twin.model_dump_json() if c.twin is not None else None
+        key = (c.device, device_seed(spec, c), c.noise_scale, tuple(c.calibration_refs), drift, twin)
         if key not in _DEVICES:
             assembly = assembly or Assembly(spec)
             _DEVICES[key] = assembly.device(k)  # a drifting client's device is reset to round 0 by its client

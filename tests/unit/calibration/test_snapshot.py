@@ -13,10 +13,11 @@ from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager
 from qflhw.calibration import snapshot as calibration
 from qflhw.calibration.qiskit_import import from_fake_backend_name
 from qflhw.calibration.snapshot import Calibration, calibration_root
-from qflhw.calibration.target import to_target
+from qflhw.calibration.target import SYNTHETIC_DT, native_gates, to_target
 from qflhw.circuits.ansatz import build
 from qflhw.circuits.transpile import TranspileCache, transpile_for
 from qflhw.errors import CalibrationError, CircuitTooWide
+from tests.helpers import esp_by_hand
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,8 @@ def test_every_shipped_snapshot_loads_and_builds_a_target():
         cal = calibration.load(dev)
         target = to_target(cal)
         assert target.num_qubits == cal.num_qubits
-        assert set(target.operation_names) <= set(cal.native_gates)
+        assert set(target.operation_names) <= set(native_gates(cal)) | {"delay"}
+        assert target.dt == (cal.dt or SYNTHETIC_DT)
 
 
 def test_target_restriction_keeps_errors_and_reindexes(torino):
@@ -110,21 +112,29 @@ def test_noise_scale_zero_is_an_ideal_twin(torino):
         torino.scaled(-1)
 
 
-def test_esp_by_hand_on_a_tiny_circuit(torino):
-    qc = QuantumCircuit(2)
+@pytest.mark.parametrize("device", ["ibm_torino", "ibm_brisbane", "iqm_garnet"])
+def test_esp_by_hand(device):
+    """ESP = gates x idle windows x readouts of the ALAP-scheduled circuit, recomputed from the
+    raw JSON with qiskit's scheduler and Aer's relaxation (tests.helpers.esp_by_hand)."""
+    cal = calibration.load(device)
+    qc = QuantumCircuit(3)
     qc.h(0)
     qc.cx(0, 1)
-    tc = transpile_for(qc, torino)
-    target = to_target(torino)
-    expected = 1.0
-    for ci in tc.isa.data:
-        qargs = tuple(tc.isa.find_bit(q).index for q in ci.qubits)
-        err = target[ci.operation.name][qargs].error or 0.0
-        expected *= 1 - err
-    for p in tc.final_physical:
-        expected *= 1 - torino.qubits[p].readout_error
-    assert tc.esp == pytest.approx(expected, rel=1e-9)
-    assert tc.two_qubit_gates == 1 and len(tc.physical_qubits) == 2
+    qc.cx(1, 2)
+    qc.cx(0, 1)  # qubit 2 idles while this runs
+    tc = transpile_for(qc, cal)
+    raw = json.loads(calibration.resolve(device).read_text())
+    assert tc.esp == pytest.approx(esp_by_hand(tc.isa, tc.final_physical, raw), rel=1e-9)
+    assert tc.meta["idle_s"] > 0  # the schedule has idle windows, and ESP counts them
+    gates_and_readout = np.prod([1 - g for g in _gate_errors(tc, cal)]) * np.prod(
+        [1 - cal.qubits[p].readout_error for p in tc.final_physical]
+    )
+    assert tc.esp < gates_and_readout
+
+
+def _gate_errors(tc, cal):
+    errors = {(g.gate, g.qubits): g.error for g in cal.gates}
+    return [errors.get((ci.operation.name, tuple(tc.isa.find_bit(q).index for q in ci.qubits)), 0.0) for ci in tc.isa.data]
 
 
 def test_noise_aware_layout_beats_the_trivial_one(torino):
@@ -133,9 +143,8 @@ def test_noise_aware_layout_beats_the_trivial_one(torino):
     trivial = generate_preset_pass_manager(
         optimization_level=3, target=to_target(torino), initial_layout=[0, 1, 2, 3], seed_transpiler=1234
     ).run(model.circuit)
-    from qflhw.circuits.transpile import estimated_success_probability
-
-    trivial_esp = estimated_success_probability(trivial, to_target(torino), list(trivial.layout.final_index_layout()))
+    raw = json.loads(calibration.resolve("ibm_torino").read_text())
+    trivial_esp = esp_by_hand(trivial, list(trivial.layout.final_index_layout()), raw)
     assert tc.esp > trivial_esp  # qubit 0 of Torino reads out with 17% error
 
 
@@ -233,3 +242,82 @@ def test_braket_snapshots_are_dated_by_their_figures_not_the_service_listing():
     ionq["standardized"]["updatedAt"] = "2026-11-30T17:45:00"  # the calibration time the figures carry
     cal = from_braket_properties(ionq, device="ionq_x", source="test")
     assert cal.date == dt.date(2026, 11, 30) and cal.stamp == "2026-11-30T174500Z"
+# ------------------------------------------------------------------------------ schema version 2
+def test_readout_above_one_half_is_kept_in_version_2_and_refused_in_version_1(tmp_path):
+    """FakeTorino's qubit 86 reads 0 after a 1 with probability 0.916: the exporter keeps it (the
+    version 1 exporter clipped it to 0.5); a version 1 file cannot hold it."""
+    from qiskit_ibm_runtime.fake_provider import FakeTorino
+
+    props = FakeTorino().properties()
+    cal = from_fake_backend_name("FakeTorino")
+    assert cal.schema_ == calibration.SCHEMA
+    assert cal.qubits[86].prob_meas0_prep1 == pytest.approx(props.qubit_property(86, "prob_meas0_prep1")[0])
+    assert cal.qubits[86].prob_meas0_prep1 > 0.9
+    again = Calibration.load(cal.save(tmp_path))
+    assert again == cal and again.qubits[86].prob_meas0_prep1 > 0.9
+    raw = json.loads(cal.to_json())
+    raw["schema"] = calibration.SCHEMA_V1
+    del raw["qubit_labels"]
+    raw.pop("captured", None)
+    with pytest.raises(ValidationError, match=r"qubits\[86\]: readout probabilities above 0.5 need qflhw.calibration/2"):
+        Calibration.model_validate(raw)
+
+
+def test_shipped_version_1_ibm_files_round_trip_unchanged():
+    for device in ("ibm_torino", "ibm_brisbane", "ibm_fez", "ibm_kyiv", "ibm_sherbrooke"):
+        path = calibration.resolve(device)
+        text = path.read_text(encoding="utf-8")
+        assert json.loads(text)["schema"] == calibration.SCHEMA_V1
+        assert Calibration.load(path).to_json() + "\n" == text
+
+
+def test_operational_flags_zz_and_readout_pairs_are_version_2_fields(torino):
+    qubits = list(torino.qubits)
+    qubits[5] = qubits[5].model_copy(update={"operational": False})
+    gates = list(torino.gates)
+    gates[0] = gates[0].model_copy(update={"operational": False})
+    v2 = torino.model_copy(
+        update={
+            "schema_": calibration.SCHEMA,
+            "qubits": tuple(qubits),
+            "gates": tuple(gates),
+            "zz": (calibration.CouplingZZ(qubits=(0, 1), zz=-25e3),),
+            "readout_pairs": (calibration.PairReadout(qubits=(0, 1), matrix=tuple(map(tuple, np.eye(4)))),),
+        }
+    )
+    raw = json.loads(v2.to_json())
+    assert raw["qubits"][5]["operational"] is False and "operational" not in raw["qubits"][4]  # written only when false
+    assert raw["gates"][0]["operational"] is False and raw["zz"] == [{"qubits": [0, 1], "zz": -25e3}]
+    again = Calibration.model_validate(raw)
+    assert again.same_figures(v2) and again.operational_qubits == tuple(q for q in range(133) if q != 5)
+    assert not again.usable(again.gates[0])
+    assert not any(again.usable(g) for g in again.gates if 5 in g.qubits)
+    raw["schema"] = calibration.SCHEMA_V1
+    del raw["qubit_labels"]
+    raw.pop("captured", None)
+    with pytest.raises(ValidationError, match="operational is a field of qflhw.calibration/2"):
+        Calibration.model_validate(raw)
+    bad = json.loads(v2.to_json())
+    bad["readout_pairs"][0]["matrix"][0][0] = 0.5  # a column no longer sums to one
+    with pytest.raises(ValidationError, match="each column must sum to 1"):
+        Calibration.model_validate(bad)
+
+
+def test_gate_error_one_is_not_usable(torino):
+    broken = [g for g in torino.gates if g.error >= 1.0]
+    assert broken  # FakeTorino reports 1.0 for its broken couplers
+    assert not any(torino.usable(g) for g in broken)
+
+
+def test_scaling_keeps_readout_above_one_half_and_broken_gates_broken():
+    cal = from_fake_backend_name("FakeTorino")
+    s = cal.scaled(3.0)
+    assert s.qubits[86].prob_meas0_prep1 == cal.qubits[86].prob_meas0_prep1  # already past 0.5: stays
+    assert s.qubits[0].prob_meas1_prep0 == pytest.approx(min(3 * cal.qubits[0].prob_meas1_prep0, 0.5))
+    assert all(g.error == 1.0 for g, h in zip(s.gates, cal.gates) if h.error == 1.0)
+    assert s.id != cal.id  # a copy gets its own content hash, even once the original's is cached
+
+
+def test_readout_outliers_are_above_twice_the_median(torino):
+    ro = np.array([q.readout_error for q in torino.qubits])
+    assert set(torino.readout_outliers()) == set(np.flatnonzero(ro > 2 * np.median(ro)).tolist())

@@ -117,3 +117,29 @@ def test_drift_and_series_are_refused_for_real_qpus(tmp_path, tiny_spec_text):
     spec = load_spec(_write(tmp_path, text))
     with pytest.raises(ConfigError, match="client b: calibration series and \\[clients.drift\\] apply to fake devices only"):
         calibration_schedule(spec, spec.clients[1])
+def test_twin_options_merge_a_clients_keys_over_the_profiles(tmp_path, tiny_spec_text):
+    from qflhw.config.spec import TwinSpec
+
+    profile = TwinSpec(idle_noise=False, zz_crosstalk=True)
+    client = TwinSpec(zz_crosstalk=False)
+    merged = profile.merged(client)
+    assert (merged.idle_noise, merged.zz_crosstalk, merged.correlated_readout) == (False, False, False)
+    assert profile.merged(None) is profile
+    text = tiny_spec_text.replace('device = "fake_kyiv"', 'device = "fake_kyiv"\ntwin = { idle_noise = false }')
+    spec = load_spec(_write(tmp_path, text))
+    assert spec.clients[1].twin == TwinSpec(idle_noise=False) and spec.clients[0].twin is None
+    bad = tiny_spec_text.replace('device = "fake_kyiv"', 'device = "fake_kyiv"\ntwin = { idle_nosie = false }')
+    with pytest.raises(ConfigError, match="idle_nosie"):
+        load_spec(_write(tmp_path, bad))
+
+
+def test_twin_table_belongs_to_fake_profiles_only(tmp_path):
+    from qflhw.config.profiles import load_profile
+
+    fake = tmp_path / "my_twin.toml"
+    fake.write_text('provider = "fake"\ndevice = "ibm_fez"\ncalibration = "ibm_fez/latest"\nqubits = 156\n[twin]\nzz_crosstalk = true\n')
+    assert load_profile(fake).twin.zz_crosstalk
+    real = tmp_path / "my_qpu.toml"
+    real.write_text('provider = "ibm"\ndevice = "ibm_fez"\nqubits = 156\n[twin]\nidle_noise = false\n')
+    with pytest.raises(ConfigError, match=r"\[twin\] options are for fake devices only"):
+        load_profile(real)

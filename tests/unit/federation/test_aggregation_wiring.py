@@ -1,8 +1,9 @@
 """Aggregation through the spec: the server weighs each client by what its own device did.
 
 The ESP an update carries is recomputed here from the raw calibration JSON (scaled by the
-client's noise_scale) over the client's transpiled circuit, and the new global parameters
-from the hand-derived noise-aware weights num_samples * ESP.
+client's noise_scale) over the client's transpiled circuit, scheduled by qiskit
+(``tests.helpers.esp_by_hand``), and the new global parameters from the hand-derived
+noise-aware weights num_samples * ESP.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 from qflhw.calibration import snapshot as cal_mod
 from qflhw.config.spec import parse_spec
+from tests.helpers import esp_by_hand
 
 
 class Recording:
@@ -27,20 +29,6 @@ class Recording:
     def aggregate(self, updates, current):
         self.calls.append((list(updates), np.array(current)))
         return self.inner.aggregate(updates, current)
-
-
-def _esp_by_hand(isa, measured, ref: str, scale: float) -> float:
-    raw = json.loads(cal_mod.resolve(ref).read_text())
-    err = {(g["gate"], tuple(g["qubits"])): min(g["error"] * scale, 0.75) for g in raw["gates"]}
-    p = 1.0
-    for ci in isa.data:
-        if ci.operation.name in ("barrier", "delay"):
-            continue
-        p *= 1 - err.get((ci.operation.name, tuple(isa.find_bit(q).index for q in ci.qubits)), 0.0)
-    for q in measured:
-        qc = raw["qubits"][q]
-        p *= 1 - (min(qc["prob_meas1_prep0"] * scale, 0.5) + min(qc["prob_meas0_prep1"] * scale, 0.5)) / 2
-    return p
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +56,8 @@ def test_noise_aware_weighs_by_samples_times_device_esp(one_round):
     for u, c in zip(updates, fed.clients):
         tc = c.evaluator.transpiled
         ref, scale = refs[u.client]
-        assert u.esp == pytest.approx(_esp_by_hand(tc.isa, tc.final_physical, ref, scale), rel=1e-9)
+        raw = json.loads(cal_mod.resolve(ref).read_text())
+        assert u.esp == pytest.approx(esp_by_hand(tc.isa, tc.final_physical, raw, scale), rel=1e-9)
         assert u.noise_level == pytest.approx(1 - u.esp)
         assert u.num_samples == 4
     assert updates[1].esp < updates[0].esp  # the 4x noisier client
