@@ -111,6 +111,16 @@ def _by(driver, testid):
     return driver.find_element(By.CSS_SELECTOR, f'[data-testid="{testid}"]')
 
 
+def _click(driver, testid) -> None:
+    """Click an element, finding it again if a re-render replaced it between find and click."""
+
+    def attempt(d) -> bool:  # noqa: ANN001
+        _by(d, testid).click()
+        return True
+
+    _wait(driver).until(attempt)
+
+
 def _series(driver, testid) -> dict[str, list]:
     """The data the chart on the page actually holds, from its ECharts instance."""
     element_id = int(_by(driver, testid).get_attribute("id").lstrip("c"))
@@ -164,7 +174,7 @@ def test_lists_runs_and_the_curve_holds_the_metrics(server, driver, runs):
     driver.get(url)
     _wait(driver).until(lambda d: _by(d, "run-link-first").text == "first")
     assert _by(driver, "run-count").text == "1 run"  # the symlink out of the folder is not a run here
-    _by(driver, "run-link-first").click()
+    _click(driver, "run-link-first")
     _wait(driver).until(lambda d: d.current_url.endswith("/run/first") and "finished" in _by(d, "status").text)
     expected = _curve_from_csv(_metrics_csv(runs / "first"))
     shown = _series(driver, "curve")
@@ -184,7 +194,7 @@ def test_the_form_starts_a_fake_run_that_appears_live(server, driver, runs):
         box = _by(driver, testid)  # Quasar puts the attribute on the <input> itself
         box.send_keys(Keys.CONTROL, "a")
         box.send_keys(value, Keys.TAB)
-    _by(driver, "start").click()
+    _click(driver, "start")
     _wait(driver).until(lambda d: "/run/formrun-" in d.current_url)
     name = driver.current_url.rsplit("/run/", 1)[1]
     # its first round shows up while it runs, with the numbers it wrote
