@@ -17,30 +17,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from qiskit.circuit import QuantumCircuit
-from qiskit.providers import BackendV2, Options
+from qiskit.providers import BackendV2
 from qiskit.transpiler import InstructionProperties, PassManager, Target
 from qiskit.transpiler.passes import ALAPScheduleAnalysis, PadDelay
 
-
-class _Backend(BackendV2):
-    def __init__(self, target: Target, name: str):
-        super().__init__(name=name)
-        self._target = target
-
-    @property
-    def target(self) -> Target:
-        return self._target
-
-    @property
-    def max_circuits(self) -> None:
-        return None
-
-    @classmethod
-    def _default_options(cls) -> Options:
-        return Options()
-
-    def run(self, run_input, **options):  # noqa: ANN001, ANN003
-        raise NotImplementedError
+from qflhw.calibration.target import TargetBackend  # a container for the Target; it simulates nothing
 
 
 def restricted_backend(backend, qubits: Sequence[int]) -> BackendV2:  # noqa: ANN001
@@ -61,7 +42,7 @@ def restricted_backend(backend, qubits: Sequence[int]) -> BackendV2:  # noqa: AN
             keep = {k: InstructionProperties(duration=ip.duration or 0.0, error=ip.error) if ip else ip for k, ip in keep.items()}
         if keep:
             target.add_instruction(src.operation_from_name(name), keep)
-    return _Backend(target, f"{backend.name}-restricted")
+    return TargetBackend(target, f"{backend.name}-restricted")
 
 
 def backend_readout(backend) -> Callable[[int], tuple[float, float]]:  # noqa: ANN001
