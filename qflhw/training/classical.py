@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.nn.utils import parameters_to_vector
 
 from qflhw.config.spec import JobSpec
 from qflhw.training.heads import make_model as make_hybrid
-from qflhw.training.model import HybridModel
+from qflhw.training.model import HybridModel, copy_flat
 
 
 def quantum_parameter_count(n_weights: int, n_observables: int, n_classes: int) -> int:
@@ -54,8 +54,7 @@ class ClassicalModel(nn.Module):
         return parameters_to_vector(self.parameters()).detach().numpy().copy()
 
     def set_flat(self, flat: np.ndarray) -> None:
-        with torch.no_grad():
-            vector_to_parameters(torch.as_tensor(np.asarray(flat, dtype=np.float64)), self.parameters())
+        copy_flat(self, flat)
 
     @property
     def num_parameters(self) -> int:

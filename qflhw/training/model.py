@@ -64,10 +64,19 @@ class HybridModel(nn.Module):
         return torch.cat([p.detach().reshape(-1) for p in self.parameters()]).numpy().copy()
 
     def set_flat(self, flat: np.ndarray) -> None:
-        values = torch.as_tensor(np.asarray(flat, dtype=np.float64))
-        k = 0
-        with torch.no_grad():
-            for p in self.parameters():
-                n = p.numel()
-                p.copy_(values[k : k + n].reshape(p.shape))
-                k += n
+        copy_flat(self, flat)
+
+
+def copy_flat(module: nn.Module, flat: np.ndarray) -> None:
+    """Copy the flat vector ``flat`` into ``module``'s parameters, in ``parameters()`` order.
+
+    A copy, never a view: clients that start from one global array train at the same time, and
+    parameters sharing its memory (as ``torch.nn.utils.vector_to_parameters`` makes them) would
+    write each client's steps into the others' starting point."""
+    values = torch.as_tensor(np.asarray(flat, dtype=np.float64))
+    k = 0
+    with torch.no_grad():
+        for p in module.parameters():
+            n = p.numel()
+            p.copy_(values[k : k + n].reshape(p.shape))
+            k += n

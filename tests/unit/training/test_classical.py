@@ -6,6 +6,7 @@ import tomllib
 
 import numpy as np
 import pytest
+import torch
 
 from qflhw.circuits.ansatz import build, weights_per_layer
 from qflhw.config.spec import load_spec, parse_spec
@@ -65,3 +66,35 @@ def test_shipped_qfl_vs_fl_study_sweeps_model_kind():
     study = load_study(ROOT / "jobs" / "qfl-vs-fl.toml")
     assert {c.values["model.kind"] for c in study.cells} == {"quantum", "classical"}
     assert load_spec(ROOT / "jobs" / "seed-case-study-sgd.toml").data == study.cells[0].spec.data
+
+
+def test_set_flat_copies_so_training_leaves_the_callers_array_alone():
+    net = ClassicalModel(4, 5, 3, seed=1)
+    flat = np.linspace(-1, 1, net.num_parameters)
+    before = flat.copy()
+    net.set_flat(flat)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)  # what an optimizer step does, in place
+    np.testing.assert_array_equal(flat, before)
+    np.testing.assert_allclose(net.get_flat(), before + 1.0)
+
+
+def test_a_classical_round_is_the_same_trained_concurrently_or_one_client_after_another(tmp_path):
+    """The loop trains clients in threads from one global array; each client's first-round result
+    must equal the same client trained alone (it did not when parameters were views of that array)."""
+    from qflhw.federation.loop import Federation
+
+    raw = tomllib.loads(TINY_SPEC)
+    raw["model"]["kind"] = "classical"
+    raw["rounds"] = 1
+    spec = parse_spec(raw)
+    alone = Federation(spec, tmp_path / "alone", progress=False)
+    expected = {c.name: c.train_round(alone.params.copy(), 0).params for c in alone.clients}
+    together = Federation(spec, tmp_path / "together", progress=False)
+    together.run()
+    import json
+
+    final = np.asarray(json.loads((tmp_path / "together" / "summary.json").read_text())["final_parameters"])
+    fedavg = np.average([expected[c.name] for c in alone.clients], axis=0, weights=[len(c.y) for c in alone.clients])
+    np.testing.assert_allclose(final, fedavg, atol=1e-12)
