@@ -80,6 +80,13 @@ def test_profiles_and_properties_cite_no_files_outside_the_repository():
             assert "https://" in prof.price.source and prof.price.read is not None, name
     for d in DEVICES:
         assert "SDK-NOTES" not in _props_text(d) and "shared/" not in _props_text(d)
+    from qflhw.calibration.snapshot import calibration_root
+
+    snapshots = sorted(calibration_root().rglob("*.json"))
+    assert snapshots
+    for path in snapshots:  # the shipped snapshots' provenance cites public sources only
+        text = path.read_text(encoding="utf-8")
+        assert "shared/" not in text and "SDK-NOTES" not in text and "/work/" not in text, path
 
 
 @pytest.mark.parametrize("device", ["ionq_forte-1", "ionq_forte-enterprise-1"])
