@@ -50,6 +50,7 @@ from qflhw.devices.remote import (
     JobLayout,
     LayoutStore,
     adopt_snapshot,
+    combined_status,
     item_results,
     measured_circuit,
     parameter_columns,
@@ -227,12 +228,7 @@ class BraketJob:
             states = [normalize_status(t.state()) for t in self.tasks]
         except Exception as err:  # noqa: BLE001
             raise classify(err, self._where()) from err
-        for final in ("failed", "cancelled"):
-            if final in states:
-                return final
-        if all(s == "done" for s in states):
-            return "done"
-        return "running" if "running" in states or "done" in states else "queued"
+        return combined_status(states)
 
     def _failure(self) -> str:
         reasons = []

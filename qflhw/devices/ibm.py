@@ -50,6 +50,7 @@ from qflhw.devices.remote import (
     JobLayout,
     LayoutStore,
     adopt_snapshot,
+    combined_status,
     item_results,
     log,
     measured_circuit,
@@ -212,12 +213,7 @@ class IBMJob:
             states = [normalize_status(j.status()) for j in self._jobs]
         except Exception as err:  # noqa: BLE001 - classified below
             raise classify(err, f"device {self.device.name}: job {self.job_id}", fetching=True) from err
-        for final in ("failed", "cancelled"):
-            if final in states:
-                return final
-        if all(s == "done" for s in states):
-            return "done"
-        return "running" if "running" in states or "done" in states else "queued"
+        return combined_status(states)
 
     def queue_position(self) -> str | None:
         """None: Qiskit Runtime's ``RuntimeJobV2`` reports no queue position (only its status)."""

@@ -285,6 +285,17 @@ def item_results(layout: JobLayout, distributions: Sequence[np.ndarray]) -> list
 
 
 # ------------------------------------------------------------------------------------ waiting
+def combined_status(states: Sequence[JobStatus]) -> JobStatus:
+    """The state of one batch sent as several provider jobs: failed or cancelled if any part is,
+    done when all are, running once any part has started, else queued."""
+    for final in ("failed", "cancelled"):
+        if final in states:
+            return final
+    if all(s == "done" for s in states):
+        return "done"
+    return "running" if "running" in states or "done" in states else "queued"
+
+
 def wait_final(status: Callable[[], JobStatus], timeout: float | None, poll: float, what: str) -> JobStatus:
     """Poll ``status`` until a final state; past ``timeout`` raise TransientBackendError (retry the wait)."""
     start = time.monotonic()

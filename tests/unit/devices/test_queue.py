@@ -1,4 +1,5 @@
-"""The provider's queue depth read when a client connects (IBM pending jobs, Braket queue depth).
+"""The provider's queue depth read when a client connects (IBM pending jobs, Braket queue depth),
+and the one state of a batch sent as several provider jobs.
 
 The SDK objects are autospecced fakes at the transport boundary; nothing connects anywhere.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from unittest.mock import create_autospec
 
+import pytest
 from braket.aws import AwsDevice
 from braket.aws.queue_information import QueueDepthInfo, QueueType
 from qiskit_ibm_runtime import IBMBackend, QiskitRuntimeService
@@ -50,3 +52,20 @@ def test_a_failing_or_unreadable_depth_never_fails_the_connection():
     assert read_queue_depth(lambda: None, "device x") is None
     assert read_queue_depth(lambda: "n/a", "device x") is None
     assert read_queue_depth(lambda: "12", "device x").pending == 12  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "states, expected",
+    [
+        (["done", "done"], "done"),
+        (["done", "queued"], "running"),  # one part finished: the batch has started
+        (["queued", "queued"], "queued"),
+        (["running", "failed"], "failed"),
+        (["cancelled", "done"], "cancelled"),
+        (["failed", "cancelled"], "failed"),
+    ],
+)
+def test_a_batch_sent_as_several_jobs_has_one_state(states, expected):
+    from qflhw.devices.remote import combined_status
+
+    assert combined_status(states) == expected
